@@ -1,0 +1,1 @@
+"""Pure functions of the pipeline, one module per stage. Nothing here imports Dagster."""
