@@ -1,0 +1,91 @@
+"""DuckDB access: opening the project database and transactional table writes.
+
+Every write of the pipeline replaces whole tables or partitions inside one transaction,
+so a failure (bad input, a crash, a kill) leaves what was stored before untouched.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+import pandas as pd
+
+LOCK_MARKERS = ("Could not set lock", "Conflicting lock", "database is locked")
+
+
+def quote_ident(name: str) -> str:
+    """Quote a SQL identifier for DuckDB (any name: quotes, spaces, SQL keywords)."""
+    return '"' + str(name).replace('"', '""') + '"'
+
+
+def quote_literal(value: str) -> str:
+    """Quote a SQL string literal."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def connect(path: str | Path, *, read_only: bool = False, wait_s: float = 30.0) -> duckdb.DuckDBPyConnection:
+    """Open the database; waits up to ``wait_s`` while another process holds the write lock.
+
+    DuckDB allows one writing process per file. Waiting (rather than failing at once)
+    serializes concurrent writers; after ``wait_s`` the error says who to wait for.
+    """
+    path = Path(path)
+    if read_only and not path.exists():
+        raise FileNotFoundError(f"database {path} does not exist yet: run `judge-assets run` (or `make run`) first")
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + wait_s
+    delay = 0.05
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:
+            if not any(m in str(exc) for m in LOCK_MARKERS) or time.monotonic() > deadline:
+                if any(m in str(exc) for m in LOCK_MARKERS):
+                    raise RuntimeError(
+                        f"database {path} is locked by another process (a running materialization or "
+                        f"`judge-assets ingest`); waited {wait_s:.0f} s. Try again when it finishes."
+                    ) from exc
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """``BEGIN`` … ``COMMIT``, or ``ROLLBACK`` on any exception."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+def replace_table(con: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame) -> int:
+    """Replace table ``name`` with ``frame`` atomically; returns the row count."""
+    con.register("__replace_frame", frame)
+    try:
+        with transaction(con):
+            con.execute(f"CREATE OR REPLACE TABLE {quote_ident(name)} AS SELECT * FROM __replace_frame")
+    finally:
+        con.unregister("__replace_frame")
+    return len(frame)
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    return bool(
+        con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'main' AND table_name = ?",
+            [name],
+        ).fetchone()[0]
+    )
+
+
+def row_count(con: duckdb.DuckDBPyConnection, name: str) -> int:
+    return con.execute(f"SELECT count(*) FROM {quote_ident(name)}").fetchone()[0]

@@ -1,0 +1,238 @@
+"""From raw rows to votes and items: item keys, canonical order, label mapping, duplicates.
+
+Item key (pairwise): ``"{question_id}:{turn}:{model_a}|{model_b}"`` with the two models sorted,
+so the same comparison shown in either order is one item. A vote recorded with the models in
+the other order has its winner flipped (``A`` ↔ ``B``). Generic items keep their ``item_id``.
+
+Duplicate rule: when one annotator voted more than once on the same item, the **last** vote
+counts — latest ``ingested_at``, then the later batch id, then the later row of the file. The
+earlier votes are dropped and counted (``JudgmentsSummary.duplicates_dropped``).
+
+All of it is DuckDB SQL over ``raw_judgments``; nothing is loaded into pandas.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from judge_assets.core.db import quote_ident, quote_literal, table_exists, transaction
+from judge_assets.core.labels import FLIPPED, PAIRWISE, WINNER_TO_LABEL, LabelSet
+from judge_assets.core.sources import RAW_TABLE
+
+QUESTIONS_TABLE = "mt_bench_questions"
+
+
+def item_key_sql(question_id: str, turn: str, model_a: str, model_b: str) -> str:
+    """SQL expression of the pairwise item key (the one definition of it)."""
+    return (
+        f"CAST({question_id} AS VARCHAR) || ':' || CAST({turn} AS VARCHAR) || ':' || "
+        f"least({model_a}, {model_b}) || '|' || greatest({model_a}, {model_b})"
+    )
+
+
+def item_key(question_id: int, turn: int, model_a: str, model_b: str) -> str:
+    """Python twin of :func:`item_key_sql` (for tests, the CLI and files made by users)."""
+    lo, hi = sorted((model_a, model_b))
+    return f"{question_id}:{turn}:{lo}|{hi}"
+
+
+def _case(expr: str, mapping: dict[str, str]) -> str:
+    whens = " ".join(f"WHEN '{k}' THEN '{v}'" for k, v in mapping.items())
+    return f"CASE {expr} {whens} END"
+
+
+@dataclass(frozen=True)
+class JudgmentsSummary:
+    """What building ``judgments`` did, for materialization metadata."""
+
+    n_raw_rows: int
+    n_votes: int
+    n_items: int
+    n_annotators: int
+    duplicates_dropped: int
+    flipped: int
+    ties: int
+    labels: tuple[str, ...]
+
+
+def load_questions(con: duckdb.DuckDBPyConnection, path: Path) -> int:
+    """``mt_bench_questions`` from FastChat's ``question.jsonl``: id, category, turns, reference."""
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    with transaction(con):
+        con.execute(
+            f"CREATE OR REPLACE TABLE {QUESTIONS_TABLE} (question_id BIGINT PRIMARY KEY, category VARCHAR, "
+            "turns VARCHAR[], reference VARCHAR[])"
+        )
+        con.executemany(
+            f"INSERT INTO {QUESTIONS_TABLE} VALUES (?, ?, ?, ?)",
+            [(r["question_id"], r["category"], r["turns"], r.get("reference")) for r in rows],
+        )
+    return len(rows)
+
+
+def stored_label_set(con: duckdb.DuckDBPyConnection) -> LabelSet:
+    """The class set stored in ``label_set`` by :func:`build_judgments`."""
+    return LabelSet(tuple(r[0] for r in con.execute("SELECT label FROM label_set ORDER BY code").fetchall()))
+
+
+def _columns(con: duckdb.DuckDBPyConnection, table: str) -> set[str]:
+    return {row[0] for row in con.execute(f"DESCRIBE {quote_ident(table)}").fetchall()}
+
+
+def resolve_label_set(con: duckdb.DuckDBPyConnection, declared: tuple[str, ...] = ()) -> LabelSet:
+    """Pairwise data → ``A, B, tie``; generic → ``declared`` or the sorted distinct labels.
+
+    Raises ``ValueError`` naming the batch and row of a generic label outside the class set.
+    """
+    cols = _columns(con, RAW_TABLE)
+    has_pairwise = "winner" in cols and con.execute(f"SELECT count(*) FROM {RAW_TABLE} WHERE winner IS NOT NULL").fetchone()[0] > 0
+    if has_pairwise:
+        labels = PAIRWISE
+    elif declared:
+        labels = LabelSet(tuple(declared))
+    else:
+        found = con.execute(f"SELECT DISTINCT CAST(label AS VARCHAR) FROM {RAW_TABLE} WHERE label IS NOT NULL ORDER BY 1").fetchall()
+        labels = LabelSet(tuple(r[0] for r in found))
+    if "label" in cols:
+        bad = con.execute(
+            f"SELECT source, source_row, CAST(label AS VARCHAR) FROM {RAW_TABLE} WHERE label IS NOT NULL "
+            f"AND CAST(label AS VARCHAR) NOT IN (SELECT unnest(?)) ORDER BY batch_id, source_row LIMIT 1",
+            [list(labels.labels)],
+        ).fetchone()
+        if bad:
+            raise ValueError(f"{bad[0]}, row {bad[1]}, column 'label': {bad[2]!r} is not in the class set {list(labels.labels)}")
+    return labels
+
+
+def build_judgments(
+    con: duckdb.DuckDBPyConnection, llm_annotators: tuple[str, ...], declared_labels: tuple[str, ...] = ()
+) -> JudgmentsSummary:
+    """(Re)build ``judgments`` and ``label_set`` from ``raw_judgments`` in one transaction.
+
+    ``judgments`` columns: ``item_id, annotator, annotator_kind ('human'|'llm'), label, label_code,
+    question_id, turn, model_a, model_b, category, batch_id, source_row, flipped``.
+    """
+    labels = resolve_label_set(con, declared_labels)
+    cols = _columns(con, RAW_TABLE)
+    has_questions = table_exists(con, QUESTIONS_TABLE)
+    parts = []
+    if "winner" in cols:
+        turn = "coalesce(CAST(r.turn AS INTEGER), 1)" if "turn" in cols else "1"
+        raw_category = "CAST(r.category AS VARCHAR)" if "category" in cols else "NULL"
+        category = f"coalesce({raw_category}, q.category)" if has_questions else raw_category
+        join = f"LEFT JOIN {QUESTIONS_TABLE} q ON q.question_id = r.question_id" if has_questions else ""
+        raw_label = _case("CAST(r.winner AS VARCHAR)", WINNER_TO_LABEL)
+        parts.append(
+            f"""
+            SELECT {item_key_sql('r.question_id', turn, 'r.model_a', 'r.model_b')} AS item_id,
+                   CAST(r.judge AS VARCHAR) AS annotator,
+                   CASE WHEN r.model_a > r.model_b THEN {_case(raw_label, FLIPPED)} ELSE {raw_label} END AS label,
+                   CAST(r.question_id AS BIGINT) AS question_id, {turn} AS turn,
+                   least(r.model_a, r.model_b) AS model_a, greatest(r.model_a, r.model_b) AS model_b,
+                   {category} AS category, r.batch_id, r.source_row, r.ingested_at,
+                   r.model_a > r.model_b AS flipped
+            FROM {RAW_TABLE} r {join}
+            WHERE r.winner IS NOT NULL"""
+        )
+    if "label" in cols:
+        category = "CAST(r.category AS VARCHAR)" if "category" in cols else "NULL"
+        parts.append(
+            f"""
+            SELECT CAST(r.item_id AS VARCHAR) AS item_id, CAST(r.annotator AS VARCHAR) AS annotator,
+                   CAST(r.label AS VARCHAR) AS label, NULL::BIGINT AS question_id, NULL::INTEGER AS turn,
+                   NULL::VARCHAR AS model_a, NULL::VARCHAR AS model_b, {category} AS category,
+                   r.batch_id, r.source_row, r.ingested_at, false AS flipped
+            FROM {RAW_TABLE} r
+            WHERE r.label IS NOT NULL"""
+        )
+    union = " UNION ALL ".join(parts)
+    with transaction(con):
+        con.execute(
+            "CREATE OR REPLACE TABLE label_set AS SELECT * FROM (VALUES "
+            + ", ".join(f"({quote_literal(label)}, {code})" for label, code in labels.as_rows())
+            + ") AS t(label, code)"
+        )
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE all_votes AS
+            SELECT *, row_number() OVER (
+                       PARTITION BY item_id, annotator
+                       ORDER BY ingested_at DESC, batch_id DESC, source_row DESC) AS vote_rank
+            FROM ({union})"""
+        )
+        con.execute(
+            """
+            CREATE OR REPLACE TABLE judgments AS
+            SELECT v.item_id, v.annotator,
+                   CASE WHEN list_contains(?, v.annotator) THEN 'llm' ELSE 'human' END AS annotator_kind,
+                   v.label, s.code::INTEGER AS label_code,
+                   v.question_id, v.turn, v.model_a, v.model_b, v.category,
+                   v.batch_id, v.source_row, v.flipped
+            FROM all_votes v JOIN label_set s ON s.label = v.label
+            WHERE v.vote_rank = 1
+            ORDER BY v.item_id, v.annotator""",
+            [list(llm_annotators)],
+        )
+        n_raw, dropped = con.execute("SELECT count(*), count(*) FILTER (WHERE vote_rank > 1) FROM all_votes").fetchone()
+        con.execute("DROP TABLE all_votes")
+    n_votes, n_items, n_annotators, flipped, ties = con.execute(
+        "SELECT count(*), count(DISTINCT item_id), count(DISTINCT annotator), count(*) FILTER (WHERE flipped), "
+        "count(*) FILTER (WHERE label = 'tie') FROM judgments"
+    ).fetchone()
+    return JudgmentsSummary(n_raw, n_votes, n_items, n_annotators, dropped, flipped, ties, labels.labels)
+
+
+def build_items(con: duckdb.DuckDBPyConnection) -> int:
+    """(Re)build ``items``: one row per item with what a judge needs to read.
+
+    Columns: ``item_id, question_id, turn, model_a, model_b, category, user_turns`` (user messages up
+    to the judged turn), ``answers_a``, ``answers_b`` (each model's answers up to that turn, canonical
+    order), ``reference`` (MT-Bench reference answers, when known), ``n_human_votes, n_llm_votes``.
+    Conversations come from the raw rows; without them the MT-Bench question text fills
+    ``user_turns``. Generic rows use their optional ``prompt``/``response_a``/``response_b`` columns.
+    """
+    cols = _columns(con, RAW_TABLE)
+    has_questions = table_exists(con, QUESTIONS_TABLE)
+
+    def messages(conv: str, role: str) -> str:
+        return f"list_transform(list_filter({conv}, lambda m: m.role = '{role}'), lambda m: m.content)[1:j.turn]"
+
+    def raw(col: str, cast: str = "VARCHAR") -> str:
+        return f"CAST(r.{col} AS {cast})" if col in cols else f"NULL::{cast}"
+
+    conv_a = f"CASE WHEN j.flipped THEN {raw('conversation_b', 'STRUCT(content VARCHAR, role VARCHAR)[]')} ELSE {raw('conversation_a', 'STRUCT(content VARCHAR, role VARCHAR)[]')} END"
+    conv_b = f"CASE WHEN j.flipped THEN {raw('conversation_a', 'STRUCT(content VARCHAR, role VARCHAR)[]')} ELSE {raw('conversation_b', 'STRUCT(content VARCHAR, role VARCHAR)[]')} END"
+    question_turns = "q.turns[1:j.turn]" if has_questions else "NULL::VARCHAR[]"
+    reference = "q.reference" if has_questions else "NULL::VARCHAR[]"
+    join_q = f"LEFT JOIN {QUESTIONS_TABLE} q ON q.question_id = j.question_id" if has_questions else ""
+    with transaction(con):
+        con.execute(
+            f"""
+            CREATE OR REPLACE TABLE items AS
+            WITH per_vote AS (
+                SELECT j.item_id, j.question_id, j.turn, j.model_a, j.model_b, j.category, j.annotator_kind,
+                       CASE WHEN j.turn IS NULL THEN [{raw('prompt')}] ELSE coalesce({messages(conv_a, 'user')}, {question_turns}) END AS user_turns,
+                       CASE WHEN j.turn IS NULL THEN [{raw('response_a')}] ELSE {messages(conv_a, 'assistant')} END AS answers_a,
+                       CASE WHEN j.turn IS NULL THEN [{raw('response_b')}] ELSE {messages(conv_b, 'assistant')} END AS answers_b,
+                       {reference} AS reference
+                FROM judgments j
+                JOIN {RAW_TABLE} r ON r.batch_id = j.batch_id AND r.source_row = j.source_row
+                {join_q}
+            )
+            SELECT item_id, any_value(question_id) AS question_id, any_value(turn) AS turn,
+                   any_value(model_a) AS model_a, any_value(model_b) AS model_b, any_value(category) AS category,
+                   first(user_turns ORDER BY list_count(user_turns) DESC NULLS LAST) AS user_turns,
+                   first(answers_a ORDER BY list_count(answers_a) DESC NULLS LAST) AS answers_a,
+                   first(answers_b ORDER BY list_count(answers_b) DESC NULLS LAST) AS answers_b,
+                   any_value(reference) AS reference,
+                   count(*) FILTER (WHERE annotator_kind = 'human') AS n_human_votes,
+                   count(*) FILTER (WHERE annotator_kind = 'llm') AS n_llm_votes
+            FROM per_vote
+            GROUP BY item_id
+            ORDER BY item_id"""
+        )
+    return con.execute("SELECT count(*) FROM items").fetchone()[0]

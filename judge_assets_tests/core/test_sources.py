@@ -1,0 +1,157 @@
+"""Loading and validating annotation batches: both schemas, local files, HF-style folders, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from judge_assets.config import BUNDLED_DATA_DIR
+from judge_assets.core.sources import (
+    Batch,
+    JudgmentInputError,
+    file_batch,
+    load_batch,
+    source_batches,
+    validate_batch,
+    write_batch,
+)
+
+
+def _pairwise_rows(n: int = 3) -> list[dict]:
+    return [
+        {"question_id": 81 + i, "model_a": "gpt-4", "model_b": "claude-v1", "winner": "model_a", "judge": f"expert_{i}", "turn": 1}
+        for i in range(n)
+    ]
+
+
+def _write_jsonl(path, rows) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
+def test_bundled_source_has_the_published_row_counts():
+    batches = source_batches("bundled:mt_bench")
+    assert [b.batch_id for b in batches] == ["mt_bench-human", "mt_bench-gpt4_pair"]
+    tables = [load_batch(b) for b in batches]
+    assert [t.num_rows for t in tables] == [3355, 2400]
+    assert {validate_batch(t, b.label, allow_duplicates=True) for t, b in zip(tables, batches)} == {"pairwise"}
+
+
+def test_bundled_human_file_holds_one_repeated_vote_which_strict_validation_refuses():
+    batch = source_batches("bundled:mt_bench")[0]
+    with pytest.raises(JudgmentInputError, match=r"row 1972, column 'judge': duplicate vote.*first at row 1970"):
+        validate_batch(load_batch(batch), batch.label)
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])
+def test_local_files_load_through_datasets_builders(tmp_path, suffix):
+    rows = _pairwise_rows()
+    path = tmp_path / f"batch{suffix}"
+    frame = pd.DataFrame(rows)
+    if suffix == ".jsonl":
+        _write_jsonl(path, rows)
+    elif suffix == ".csv":
+        frame.to_csv(path, index=False)
+    else:
+        frame.to_parquet(path)
+    [batch] = source_batches(str(path))
+    assert batch.kind == "file" and batch.batch_id.startswith("batch-")
+    table = load_batch(batch)
+    assert table.num_rows == 3 and validate_batch(table, batch.label) == "pairwise"
+
+
+def test_batch_id_follows_content_not_name(tmp_path):
+    rows = _pairwise_rows()
+    _write_jsonl(tmp_path / "a.jsonl", rows)
+    _write_jsonl(tmp_path / "b.jsonl", rows)
+    _write_jsonl(tmp_path / "c.jsonl", rows[:2])
+    ids = [file_batch(tmp_path / n).batch_id.split("-")[-1] for n in ("a.jsonl", "b.jsonl", "c.jsonl")]
+    assert ids[0] == ids[1] != ids[2]
+
+
+def test_hf_dataset_path_loads_a_local_dataset_folder_with_named_splits(tmp_path):
+    """The `datasets.load_dataset(<dataset id>)` path, on a folder laid out like the Hub repo."""
+    folder = tmp_path / "mt_bench_human_judgments"
+    (folder / "data").mkdir(parents=True)
+    for split in ("human", "gpt4_pair"):
+        table = pq.read_table(BUNDLED_DATA_DIR / f"{split}.parquet").slice(0, 50)
+        pq.write_table(table, folder / "data" / f"{split}-00000-of-00001.parquet")
+    (folder / "README.md").write_text(
+        "---\nconfigs:\n- config_name: default\n  data_files:\n"
+        "  - split: human\n    path: data/human-*.parquet\n"
+        "  - split: gpt4_pair\n    path: data/gpt4_pair-*.parquet\n---\n"
+    )
+    batches = source_batches(str(folder))
+    assert sorted(b.split for b in batches) == ["gpt4_pair", "human"]
+    assert all(b.kind == "hf" for b in batches)
+    only_human = source_batches(str(folder), ("human",))
+    table = load_batch(only_human[0])
+    assert only_human[0].batch_id == "mt_bench_human_judgments-human"
+    assert table.num_rows == 50 and "conversation_a" in table.column_names
+
+
+def test_generic_long_schema_is_detected(tmp_path):
+    path = tmp_path / "long.jsonl"
+    _write_jsonl(path, [{"item_id": 1, "annotator": "ann one", "label": "good"}, {"item_id": 1, "annotator": "b", "label": "bad"}])
+    batch = file_batch(path)
+    assert validate_batch(load_batch(batch), batch.label, ("good", "bad")) == "generic"
+    with pytest.raises(JudgmentInputError, match=r"row 2, column 'label': is not in the class set good, ok \(value 'bad'\)"):
+        validate_batch(load_batch(batch), batch.label, ("good", "ok"))
+
+
+BAD_CASES = [
+    ("missing column", lambda r: [{k: v for k, v in x.items() if k != "winner"} for x in r], None, "winner", "missing required column"),
+    ("unknown winner", lambda r: r[:1] + [{**r[1], "winner": "model_c"}] + r[2:], 2, "winner", "is not one of model_a, model_b, tie"),
+    ("wrong type", lambda r: r[:2] + [{**r[2], "question_id": "eighty"}], 3, "question_id", "is not an integer"),
+    ("bad turn", lambda r: [{**r[0], "turn": 0}] + r[1:], 1, "turn", "is not an integer ≥ 1"),
+    ("empty judge", lambda r: r[:1] + [{**r[1], "judge": ""}] + r[2:], 2, "judge", "is empty"),
+    ("same model", lambda r: r[:2] + [{**r[2], "model_b": "gpt-4"}], 3, "model_b", "same model"),
+]
+
+
+@pytest.mark.parametrize("name,mutate,row,column,message", BAD_CASES, ids=[c[0] for c in BAD_CASES])
+def test_bad_input_names_file_row_and_column(tmp_path, name, mutate, row, column, message):
+    path = tmp_path / "bad.jsonl"
+    _write_jsonl(path, mutate(_pairwise_rows()))
+    batch = file_batch(path)
+    with pytest.raises(JudgmentInputError) as info:
+        validate_batch(load_batch(batch), batch.label)
+    err = info.value
+    assert err.source == str(path) and err.row == row and err.column == column
+    assert str(path) in str(err) and message in str(err)
+    if row is not None:
+        assert f"row {row}, column '{column}'" in str(err)
+
+
+def test_unreadable_and_empty_files_are_refused_with_their_name(tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(JudgmentInputError, match="empty.jsonl: the file is empty"):
+        load_batch(file_batch(empty))
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes(json.dumps(_pairwise_rows(1)[0]).encode() + b"\n" + '{"judge": "Jos\xe9"}\n'.encode("latin-1"))
+    with pytest.raises(JudgmentInputError, match="latin.jsonl: line 2 is not valid UTF-8"):
+        load_batch(file_batch(latin))
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"question_id": 81, "model_a": \n')
+    with pytest.raises(JudgmentInputError, match="broken.jsonl: cannot be read"):
+        load_batch(file_batch(broken))
+
+
+def test_a_failed_write_leaves_stored_rows_untouched(tmp_path):
+    con = duckdb.connect(str(tmp_path / "db.duckdb"))
+    path = tmp_path / "good.jsonl"
+    _write_jsonl(path, _pairwise_rows())
+    good = file_batch(path)
+    write_batch(con, good, load_batch(good), "pairwise")
+    before = con.execute("SELECT * FROM raw_judgments ORDER BY source_row").fetchall()
+    clash = pa.table({"question_id": ["not-a-number"], "model_a": ["a"], "model_b": ["b"], "winner": ["tie"], "judge": ["x"]})
+    bad = Batch("clash-1", "file", str(tmp_path / "clash.jsonl"))
+    with pytest.raises(JudgmentInputError, match="clash.jsonl.*column 'question_id'.*type does not match"):
+        write_batch(con, bad, clash, "pairwise")
+    assert con.execute("SELECT * FROM raw_judgments ORDER BY source_row").fetchall() == before
+    assert con.execute("SELECT batch_id FROM annotation_batches").fetchall() == [(good.batch_id,)]
