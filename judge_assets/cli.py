@@ -1,0 +1,263 @@
+"""``judge-assets``: materialize the graph, query the database, start the web UI.
+
+Every command works on the same DuckDB file (``JUDGE_DB``) and Dagster instance
+(``DAGSTER_HOME``, default ``.dagster_home`` in the project) as ``make ui``, so runs started
+here show up in the web UI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from judge_assets.config import settings
+
+DAGSTER_YAML = """\
+# Written by judge-assets. The machine may have no internet: telemetry stays off.
+telemetry:
+  enabled: false
+# DuckDB admits one writing process per file: assets in the judge_duckdb pool run one at a time.
+concurrency:
+  pools:
+    default_limit: 1
+"""
+
+
+def ensure_dagster_home() -> Path:
+    """Create ``DAGSTER_HOME`` with a dagster.yaml (telemetry off, pool limit 1) if missing."""
+    home = settings().dagster_home
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(DAGSTER_YAML)
+    os.environ["DAGSTER_HOME"] = str(home)
+    os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    return home
+
+
+def _cli_logger():
+    """A Dagster logger printing one line per asset message and step outcome (no run ids)."""
+    import dagster as dg
+
+    class StepFormatter(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            meta = record.__dict__.get("dagster_meta") or {}
+            event = meta.get("dagster_event")
+            step = meta.get("step_key") or ""
+            if event is not None:
+                kind = event.event_type_value
+                if kind == "STEP_FAILURE":
+                    return f"  ✗ {step}: {meta.get('orig_message')}"
+                if kind == "ASSET_CHECK_EVALUATION":
+                    data = event.event_specific_data.evaluation
+                    mark = "✓" if data.passed else ("✗" if data.severity.value == "ERROR" else "!")
+                    return f"    {mark} check {data.check_name} on {data.asset_key.to_user_string()}"
+                return f"  ✓ {step}" if kind == "STEP_SUCCESS" else ""
+            return f"    {step}: {meta.get('orig_message', record.getMessage())}"
+
+    class SkipEmpty(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return bool(StepFormatter().format(record))
+
+    @dg.logger
+    def cli(_init_context):
+        logger = logging.getLogger("judge_assets.cli.run")
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(StepFormatter())
+        handler.addFilter(SkipEmpty())
+        logger.handlers = [handler]
+        logger.setLevel(logging.DEBUG)
+        logger.propagate = False
+        return logger
+
+    return cli
+
+
+def register_source_batches() -> list[str]:
+    """Register the configured source's batches in the database and the Dagster instance."""
+    import dagster as dg
+
+    from judge_assets.core.db import connect
+    from judge_assets.core.sources import record_batch, source_batches
+    from judge_assets.defs.sources import annotation_batches
+
+    s = settings()
+    batches = source_batches(s.source, s.source_split)
+    con = connect(s.db_path)
+    try:
+        for batch in batches:
+            record_batch(con, batch)
+    finally:
+        con.close()
+    instance = dg.DagsterInstance.get()
+    ids = [b.batch_id for b in batches]
+    new = [i for i in ids if not instance.has_dynamic_partition(annotation_batches.name, i)]
+    if new:
+        instance.add_dynamic_partitions(annotation_batches.name, new)
+    return ids
+
+
+def materialize(select: str | None = None, partitions: list[str] | None = None) -> bool:
+    """Materialize the selected assets: each batch partition of ``raw_judgments``, then the rest.
+
+    ``select`` uses Dagster's selection syntax (``judgments+``, ``group:consensus``,
+    ``key:items``); default: everything. Returns True when every step succeeded.
+    """
+    import dagster as dg
+    from tqdm import tqdm
+
+    from judge_assets.definitions import defs
+
+    graph_assets = defs.resolve_asset_graph()
+    selection = dg.AssetSelection.from_string(select) if select else dg.AssetSelection.all()
+    chosen = (selection | selection.required_multi_asset_neighbors()).resolve(graph_assets)
+    raw_key = dg.AssetKey("raw_judgments")
+    run_defs = dg.Definitions(
+        assets=list(defs.assets or []),
+        asset_checks=list(defs.asset_checks or []),
+        resources=defs.resources,
+        loggers={"cli": _cli_logger()},
+        executor=dg.in_process_executor,
+        jobs=[
+            dg.define_asset_job("judge_assets_cli_batches", selection=dg.AssetSelection.assets(raw_key)),
+            dg.define_asset_job("judge_assets_cli", selection=dg.AssetSelection.assets(*(chosen - {raw_key}))),
+        ],
+    )
+    instance = dg.DagsterInstance.get()
+    run_config = {"loggers": {"cli": {}}}
+    ok = True
+    if raw_key in chosen:
+        job = run_defs.resolve_job_def("judge_assets_cli_batches")
+        for batch_id in tqdm(partitions or [], desc="annotation batches", unit="batch", file=sys.stdout):
+            result = job.execute_in_process(instance=instance, partition_key=batch_id, run_config=run_config, raise_on_error=False)
+            ok &= result.success
+    if ok and chosen - {raw_key}:
+        result = run_defs.resolve_job_def("judge_assets_cli").execute_in_process(
+            instance=instance, run_config=run_config, raise_on_error=False
+        )
+        ok &= result.success
+    return ok
+
+
+def print_summary() -> None:
+    """Rows per table, items, annotators, the majority-vote label distribution, what to try next."""
+    from judge_assets.core.db import connect, table_exists
+
+    s = settings()
+    con = connect(s.db_path, read_only=True)
+    try:
+        tables = con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' ORDER BY table_name"
+        ).fetchall()
+        print(f"\nDatabase {s.db_path}")
+        width = max((len(t[0]) for t in tables), default=10)
+        for (name,) in tables:
+            n = con.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0]
+            print(f"  {name:<{width}}  {n:>8,} rows")
+        if table_exists(con, "judgments"):
+            items, human_items, annotators, humans = con.execute(
+                "SELECT count(DISTINCT item_id), count(DISTINCT item_id) FILTER (WHERE annotator_kind = 'human'), "
+                "count(DISTINCT annotator), count(DISTINCT annotator) FILTER (WHERE annotator_kind = 'human') FROM judgments"
+            ).fetchone()
+            print(f"\n{items:,} items ({human_items:,} judged by humans), {annotators} annotators ({humans} human)")
+        if table_exists(con, "majority_vote_labels"):
+            dist = con.execute(
+                "SELECT majority_label, count(*) FROM majority_vote_labels GROUP BY 1 ORDER BY 2 DESC"
+            ).fetchall()
+            print("majority-vote labels: " + ", ".join(f"{label} {n:,}" for label, n in dist))
+    finally:
+        con.close()
+    print(
+        "\nNext:\n"
+        '  judge-assets sql "SELECT * FROM majority_vote_labels LIMIT 5"   (inside .venv, or .venv/bin/judge-assets)\n'
+        "  judge-assets sql --list\n"
+        "  make ui      # the Dagster web UI on http://127.0.0.1:3000\n"
+        "  make test"
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    ensure_dagster_home()
+    batches = register_source_batches()
+    print(f"source: {settings().source} → {len(batches)} annotation batch(es): {', '.join(batches)}")
+    ok = materialize(args.select, batches)
+    if ok:
+        print_summary()
+        return 0
+    print("\nSome steps failed (see ✗ above). Fix the cause and run again; what was stored before is unchanged.", file=sys.stderr)
+    return 1
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    from judge_assets.core.query import QueryError, format_csv, format_json, format_table, list_relations, run_query
+
+    db = settings().db_path
+    try:
+        if args.list:
+            columns, rows = ["name", "type", "rows"], list_relations(db)
+        elif args.query:
+            columns, rows = run_query(db, args.query)
+        else:
+            print("give a query, or --list", file=sys.stderr)
+            return 2
+    except (QueryError, FileNotFoundError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    formatter = format_csv if args.csv else format_json if args.json else format_table
+    print(formatter(columns, rows))
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    home = ensure_dagster_home()
+    register_source_batches()
+    root = Path(__file__).resolve().parent.parent
+    command = [
+        str(Path(sys.executable).with_name("dagster")),
+        "dev",
+        "-w",
+        str(root / "workspace.yaml"),
+        "-h",
+        args.host,
+        "-p",
+        str(args.port),
+    ]
+    print(f"Dagster UI on http://{args.host}:{args.port}  (DAGSTER_HOME={home}); Ctrl-C stops it.")
+    return subprocess.call(command, cwd=root)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="judge-assets", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="register the configured source and materialize the asset graph")
+    run.add_argument("--select", help="Dagster asset selection, e.g. 'judgments+' or 'group:consensus' (default: all)")
+    run.set_defaults(func=cmd_run)
+
+    sql = sub.add_parser("sql", help="query the database read-only")
+    sql.add_argument("query", nargs="?", help="SQL to run")
+    fmt = sql.add_mutually_exclusive_group()
+    fmt.add_argument("--csv", action="store_true", help="print CSV")
+    fmt.add_argument("--json", action="store_true", help="print JSON records")
+    sql.add_argument("--list", action="store_true", help="list tables and views with row counts")
+    sql.set_defaults(func=cmd_sql)
+
+    ui = sub.add_parser("ui", help="start the Dagster web UI (dagster dev)")
+    ui.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    ui.add_argument("--port", type=int, default=3000)
+    ui.set_defaults(func=cmd_ui)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
