@@ -1,0 +1,164 @@
+"""Bradley-Terry leaderboard: known tournaments, ties, bootstrap intervals, sources, the asset."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import dagster as dg
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+from dagster_duckdb import DuckDBResource
+
+from judge_assets.config import BUNDLED_DATA_DIR
+from judge_assets.core.db import connect, replace_table
+from judge_assets.core.leaderboard import BradleyTerry, model_leaderboard, plot_leaderboard
+from judge_assets.defs.leaderboard import model_leaderboard as model_leaderboard_asset
+
+THREE_TO_ONE = 400 * math.log10(3)  # Elo gap of a 75% win rate
+
+
+def test_two_models_three_wins_out_of_four_is_a_log10_3_gap():
+    # 100 comparisons: the light L2 penalty (0.01 comparisons) moves ratings by < 0.1 points
+    fit = BradleyTerry(n_bootstrap=50).fit(["x"] * 100, ["y"] * 100, ["A", "A", "A", "B"] * 25)
+    board = fit.to_frame().set_index("model")
+    assert board.loc["x", "rating"] == pytest.approx(1000 + THREE_TO_ONE / 2, abs=0.1)
+    assert board.loc["y", "rating"] == pytest.approx(1000 - THREE_TO_ONE / 2, abs=0.1)
+    assert board["rank"].to_dict() == {"x": 1, "y": 2}
+    assert board["n_comparisons"].to_dict() == {"x": 100, "y": 100}
+
+
+def test_a_tie_is_half_a_win_for_each_side_and_orientation_does_not_matter():
+    # x scores 1 + 0.5 of 2 = 75%, as above; written once as (x, y) and once as (y, x).
+    fit = BradleyTerry(n_bootstrap=50).fit(["x", "y"] * 50, ["y", "x"] * 50, ["A", "tie"] * 50)
+    assert fit.ratings_[0] - fit.ratings_[1] == pytest.approx(THREE_TO_ONE, abs=0.5)
+    even = BradleyTerry(n_bootstrap=50).fit(["x", "y"], ["y", "x"], ["tie", "tie"])
+    assert even.ratings_ == pytest.approx([1000.0, 1000.0])
+
+
+def simulated_tournament(true_ratings: dict[str, float], per_pair: int, seed: int = 1) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    models = sorted(true_ratings)
+    for i, a in enumerate(models):
+        for b in models[i + 1 :]:
+            p_a = 1 / (1 + 10 ** ((true_ratings[b] - true_ratings[a]) / 400))
+            u = rng.random(per_pair)
+            # 20% ties, the rest split by the Bradley-Terry win probability
+            outcome = np.where(u < 0.2, "tie", np.where(rng.random(per_pair) < p_a, "A", "B"))
+            rows += [(a, b, o) for o in outcome]
+    return pd.DataFrame(rows, columns=["model_a", "model_b", "outcome"])
+
+
+def test_simulated_tournament_recovers_the_order_and_intervals_hold_the_estimates():
+    truth = {"m1": 1250.0, "m2": 1100.0, "m3": 1000.0, "m4": 900.0, "m5": 750.0}
+    games = simulated_tournament(truth, per_pair=150)
+    fit = BradleyTerry(n_bootstrap=1000, seed=3).fit(games["model_a"], games["model_b"], games["outcome"])
+    board = fit.to_frame()
+    assert board["model"].tolist() == ["m1", "m2", "m3", "m4", "m5"]
+    assert board["rank"].tolist() == [1, 2, 3, 4, 5]
+    assert board["rating"].mean() == pytest.approx(1000.0)
+    assert (board["ci_low"] < board["rating"]).all() and (board["rating"] < board["ci_high"]).all()
+    assert ((board["ci_high"] - board["ci_low"]) < 120).all()
+    assert fit.bootstrap_ratings_.shape == (1000, 5)
+    assert board["n_comparisons"].tolist() == [600] * 5
+    # ties shrink gaps (a tie says "equal"), so only the order and the rough spread are checked
+    assert board["rating"].iloc[0] - board["rating"].iloc[-1] > 250
+    again = BradleyTerry(n_bootstrap=1000, seed=3).fit(games["model_a"], games["model_b"], games["outcome"]).to_frame()
+    pd.testing.assert_frame_equal(board, again)
+
+
+def test_each_bootstrap_refit_equals_an_independent_fit():
+    games = simulated_tournament({"a": 1100.0, "b": 1000.0, "c": 950.0}, per_pair=40)
+    fit = BradleyTerry(n_bootstrap=200, seed=0).fit(games["model_a"], games["model_b"], games["outcome"])
+    # The joint fit of all resamples must not stop early for some of them: refit one resample alone.
+    single = BradleyTerry(n_bootstrap=1, seed=0).fit(games["model_a"], games["model_b"], games["outcome"])
+    assert single.ratings_ == pytest.approx(fit.ratings_, abs=1e-3)
+    assert single.bootstrap_ratings_[0] == pytest.approx(fit.bootstrap_ratings_[0], abs=1e-3)
+
+
+def test_bad_input_is_named():
+    with pytest.raises(ValueError, match=r"outcomes must be one of \['A', 'B', 'tie'\]; found \['model_a'\]"):
+        BradleyTerry().fit(["x"], ["y"], ["model_a"])
+    with pytest.raises(ValueError, match="cannot be compared with itself: 'x'"):
+        BradleyTerry().fit(["x", "x"], ["y", "x"], ["A", "B"])
+    with pytest.raises(ValueError, match="differ in length: 2, 1, 1"):
+        BradleyTerry().fit(["x", "z"], ["y"], ["A"])
+    with pytest.raises(ValueError, match="no comparisons"):
+        BradleyTerry().fit([], [], [])
+
+
+def sources_frames() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Humans prefer m1 > m2 > m3; the LLM judge prefers m3 > m2 > m1; consensus follows humans."""
+    rows = []
+    for a, b in [("m1", "m2"), ("m1", "m3"), ("m2", "m3")]:
+        rows += [(a, b, "human", "A")] * 6 + [(a, b, "human", "B")] * 2 + [(a, b, "human", "tie")] * 2
+        rows += [(a, b, "llm", "B")] * 7 + [(a, b, "llm", "A")] * 3
+    judgments = pd.DataFrame(rows, columns=["model_a", "model_b", "annotator_kind", "label"])
+    consensus = pd.DataFrame(
+        [(a, b, "A") for a, b in [("m1", "m2"), ("m1", "m3"), ("m2", "m3")] for _ in range(5)]
+        + [("m1", "m2", "B"), ("m2", "m3", "tie")],
+        columns=["model_a", "model_b", "consensus_label"],
+    )
+    return consensus, judgments
+
+
+def test_model_leaderboard_three_sources_side_by_side():
+    consensus, judgments = sources_frames()
+    board = model_leaderboard(consensus, judgments, n_bootstrap=200)
+    assert board.columns.tolist() == ["source", "model", "rating", "ci_low", "ci_high", "rank", "n_comparisons"]
+    order = {s: part["model"].tolist() for s, part in board.groupby("source")}
+    assert order == {"consensus": ["m1", "m2", "m3"], "human": ["m1", "m2", "m3"], "llm": ["m3", "m2", "m1"]}
+    counts = board.set_index(["source", "model"])["n_comparisons"]
+    assert counts[("consensus", "m1")] == 11 and counts[("human", "m1")] == 20 and counts[("llm", "m2")] == 20
+    assert ((board["ci_low"] <= board["rating"]) & (board["rating"] <= board["ci_high"])).all()
+
+
+def test_no_llm_votes_means_no_llm_rows_and_no_comparisons_an_empty_board():
+    consensus, judgments = sources_frames()
+    board = model_leaderboard(consensus, judgments[judgments["annotator_kind"] == "human"], n_bootstrap=20)
+    assert set(board["source"]) == {"consensus", "human"}
+    empty = model_leaderboard(consensus.iloc[:0], judgments.iloc[:0], n_bootstrap=20)
+    assert empty.empty and empty.columns.tolist() == board.columns.tolist()
+
+
+def test_plot_has_one_series_per_source_and_every_model():
+    consensus, judgments = sources_frames()
+    fig = plot_leaderboard(model_leaderboard(consensus, judgments, n_bootstrap=20))
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["consensus", "human", "llm"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["m3", "m2", "m1"]  # best (consensus) on top
+
+
+def test_mt_bench_human_votes_fit_in_seconds_with_gpt4_first():
+    human = pd.read_parquet(BUNDLED_DATA_DIR / "human.parquet")
+    outcome = human["winner"].map({"model_a": "A", "model_b": "B"}).fillna("tie")
+    start = time.perf_counter()
+    board = BradleyTerry(n_bootstrap=1000).fit(human["model_a"], human["model_b"], outcome).to_frame()
+    assert time.perf_counter() - start < 5.0
+    assert len(human) == 3355 and board["n_comparisons"].sum() == 2 * 3355
+    assert board["model"].iloc[0] == "gpt-4" and board["model"].iloc[-1] == "llama-13b"
+
+
+def test_model_leaderboard_asset_writes_table_and_plot(tmp_path):
+    consensus, judgments = sources_frames()
+    path = tmp_path / "judge.duckdb"
+    con = connect(path)
+    replace_table(con, "consensus_labels", consensus)
+    replace_table(con, "judgments", judgments)
+    con.close()
+    result = dg.materialize(
+        [dg.AssetSpec("consensus_labels"), dg.AssetSpec("judgments"), model_leaderboard_asset],
+        resources={"duckdb": DuckDBResource(database=str(path))},
+        selection=[model_leaderboard_asset.key],
+    )
+    assert result.success
+    metadata = result.asset_materializations_for_node("model_leaderboard")[0].metadata
+    assert metadata["dagster/row_count"].value == 9
+    assert metadata["plot"].value.startswith("![plot](data:image/png;base64,")
+    con = duckdb.connect(str(path), read_only=True)
+    top = con.execute("SELECT source, model FROM model_leaderboard WHERE rank = 1 ORDER BY source").fetchall()
+    con.close()
+    assert top == [("consensus", "m1"), ("human", "m1"), ("llm", "m3")]
