@@ -1,0 +1,72 @@
+"""The user's path: `judge-assets run` on a fresh project folder, then `judge-assets sql`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+CLI = [sys.executable, "-m", "judge_assets.cli"]
+
+
+def _env(folder: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JUDGE_", "OPENAI_"))}
+    env.update(JUDGE_DB=str(folder / "judge.duckdb"), DAGSTER_HOME=str(folder / "dagster_home"), JUDGE_INBOX_DIR=str(folder / "inbox"))
+    return env
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("project")
+    env = _env(folder)
+    result = subprocess.run(CLI + ["run"], env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return folder, env, result.stdout
+
+
+def test_run_materializes_the_graph_and_prints_a_summary(built):
+    folder, _, out = built
+    assert "source: bundled:mt_bench → 2 annotation batch(es): mt_bench-human, mt_bench-gpt4_pair" in out
+    assert "2,400 items (1,814 judged by humans), 66 annotators (65 human)" in out
+    assert "majority-vote labels:" in out and "judge-assets sql" in out and "make ui" in out
+    con = duckdb.connect(str(folder / "judge.duckdb"), read_only=True)
+    assert con.execute("SELECT count(*) FROM raw_judgments").fetchone()[0] == 5755
+    assert con.execute("SELECT count(*) FROM majority_vote_labels").fetchone()[0] == 2400
+    assert (folder / "dagster_home" / "dagster.yaml").read_text().count("enabled: false") == 1
+
+
+def test_runs_are_recorded_in_the_project_dagster_instance(built):
+    folder, env, _ = built
+    code = (
+        "import dagster as dg; i = dg.DagsterInstance.get(); "
+        "print(sorted(i.get_dynamic_partitions('annotation_batches'))); "
+        "print(i.get_latest_materialization_event(dg.AssetKey('majority_vote_labels')) is not None)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120).stdout
+    assert out.split("\n")[:2] == ["['mt_bench-gpt4_pair', 'mt_bench-human']", "True"]
+
+
+def test_sql_answers_read_only(built):
+    _, env, _ = built
+    out = subprocess.run(
+        CLI + ["sql", "SELECT majority_label, count(*) AS n FROM majority_vote_labels GROUP BY 1 ORDER BY 1", "--json"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
+    assert [r["majority_label"] for r in rows] == ["A", "B", "tie"] and sum(r["n"] for r in rows) == 2400
+    denied = subprocess.run(CLI + ["sql", "DELETE FROM judgments"], env=env, capture_output=True, text=True, timeout=120)
+    assert denied.returncode == 1 and "read-only" in denied.stderr.lower()
+    listing = subprocess.run(CLI + ["sql", "--list"], env=env, capture_output=True, text=True, timeout=120).stdout
+    assert "judgments" in listing and "5754" in listing.replace(",", "")
+
+
+def test_sql_on_a_missing_database_says_what_to_do(tmp_path):
+    out = subprocess.run(CLI + ["sql", "SELECT 1"], env=_env(tmp_path), capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1 and "judge-assets run" in out.stderr
+    assert not (tmp_path / "judge.duckdb").exists()
