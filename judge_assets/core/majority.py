@@ -8,12 +8,11 @@ voters agree more with the untied majority labels elsewhere, (4) a seeded random
 
 from __future__ import annotations
 
-import warnings
-
 import duckdb
 import numpy as np
 import pandas as pd
 
+from judge_assets.core import crowdlab as crowdlab_engine
 from judge_assets.core.db import quote_ident
 from judge_assets.core.votes import Votes
 
@@ -22,16 +21,13 @@ def majority_vote(votes: Votes, pred_probs: np.ndarray | None = None, seed: int 
     """Majority-vote class codes, shape (n_items,), by cleanlab's tie-break rule.
 
     ``pred_probs``: optional shape (n_items, K) model probabilities for tiebreak (1).
-    ``seed`` fixes tiebreak (4). Every item needs at least one vote.
+    ``seed`` fixes tiebreak (4). Every item needs at least one vote. Computed on the sparse votes by
+    :func:`judge_assets.core.crowdlab.majority_vote`, identical to cleanlab's dense function.
     """
-    from cleanlab.multiannotator import get_majority_vote_label
-
     state = np.random.get_state()
     np.random.seed(seed)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return get_majority_vote_label(votes.to_matrix(), pred_probs, verbose=False)
+        return crowdlab_engine.majority_vote(votes, pred_probs, validate=False)
     finally:
         np.random.set_state(state)
 
