@@ -1,0 +1,305 @@
+"""The model prior CROWDLAB needs: per-item class probabilities from a model, not from the votes.
+
+Two sources, in order of precedence (:func:`build_model_probs`):
+
+1. ``llm_logprobs`` — an LLM judge's swap-averaged answer probabilities (the
+   ``llm_judge_scores`` table), where a row with ``status == 'ok'`` exists.
+2. ``oof_classifier`` — cleanlab's recipe for a model prior without a model: out-of-fold
+   predicted probabilities of a scikit-learn classifier on item features, trained on the
+   items' majority-vote labels (:func:`classifier_prior`). It is a text/metadata classifier,
+   never an LLM.
+3. ``uniform`` — ``1/K`` for every class, only when there is no label to train on.
+
+Features (:func:`item_features`). For pairwise items (columns ``model_a``, ``model_b``,
+``answers_a``, ``answers_b``): the two models' identities coded +1 (``model_a``) / -1
+(``model_b``) so a linear model learns a Bradley-Terry strength per model, the same
+identities coded +1/+1 (which pairs tend to tie), log answer lengths of the judged turn and
+their difference, the category, the turn, and the difference of the two answers' TF-IDF
+vectors. For any other item table: TF-IDF of its text columns (strings or lists of strings)
+and one-hot codes of its low-cardinality scalar columns.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import KFold
+
+#: Probabilities are clipped to at least this before renormalising (CROWDLAB takes logs).
+MIN_PROB = 1e-3
+
+PAIRWISE_COLUMNS = ("model_a", "model_b", "answers_a", "answers_b")
+
+#: Columns of the ``items`` table counted from the votes: never features (the benchmark hides votes).
+VOTE_COUNT_COLUMNS = ("n_human_votes", "n_llm_votes")
+
+
+def _judged_text(value) -> str:
+    """The judged turn's text: the last entry of a list column, or the string itself."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    if isinstance(value, str):
+        return value
+    seq = [v for v in value if v is not None]
+    return str(seq[-1]) if seq else ""
+
+
+def _all_text(value) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    if isinstance(value, str):
+        return value
+    return "\n".join(str(v) for v in value if v is not None)
+
+
+def _one_hot(values: pd.Series) -> sp.csr_matrix:
+    codes, uniques = pd.factorize(values.astype(str))
+    return sp.csr_matrix((np.ones(len(codes)), (np.arange(len(codes)), codes)), shape=(len(codes), len(uniques)))
+
+
+def _standardize(x: np.ndarray) -> np.ndarray:
+    sd = x.std(axis=0)
+    return (x - x.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+
+
+def pairwise_features(items: pd.DataFrame, *, tfidf_features: int = 2000) -> sp.csr_matrix:
+    """Features of pairwise items, shape (n_items, n_features), rows in ``items`` order.
+
+    See the module docstring for the columns. Unsupervised: computed from ``items`` only,
+    never from votes, so computing them once for all items leaks no label.
+    """
+    models = pd.Index(np.union1d(items["model_a"].astype(str).unique(), items["model_b"].astype(str).unique()))
+    n = len(items)
+    rows = np.arange(n)
+    a = models.get_indexer(items["model_a"].astype(str))
+    b = models.get_indexer(items["model_b"].astype(str))
+    shape = (n, len(models))
+    strength = sp.csr_matrix((np.r_[np.ones(n), -np.ones(n)], (np.r_[rows, rows], np.r_[a, b])), shape=shape)
+    pair = sp.csr_matrix((np.ones(2 * n), (np.r_[rows, rows], np.r_[a, b])), shape=shape)
+    text_a = items["answers_a"].map(_judged_text)
+    text_b = items["answers_b"].map(_judged_text)
+    len_a = np.log1p(text_a.str.len().to_numpy(dtype=float))
+    len_b = np.log1p(text_b.str.len().to_numpy(dtype=float))
+    numeric = np.column_stack([len_a, len_b, len_a - len_b])
+    if "turn" in items.columns:
+        numeric = np.column_stack([numeric, items["turn"].fillna(1).to_numpy(dtype=float)])
+    blocks = [strength, pair, sp.csr_matrix(_standardize(numeric))]
+    if "category" in items.columns:
+        blocks.append(_one_hot(items["category"]))
+    vectorizer = TfidfVectorizer(max_features=tfidf_features, sublinear_tf=True, min_df=2)
+    try:
+        vectorizer.fit(pd.concat([text_a, text_b]))
+        blocks.append(vectorizer.transform(text_a) - vectorizer.transform(text_b))
+    except ValueError:  # no vocabulary (empty answers): leave the text block out
+        pass
+    return sp.hstack(blocks, format="csr")
+
+
+def generic_features(items: pd.DataFrame, *, tfidf_features: int = 2000) -> sp.csr_matrix:
+    """Features of any item table, shape (n_items, n_features): TF-IDF of text columns
+    (strings with long values, or lists of strings), one-hot of scalar columns with at most 50
+    distinct values, and a constant column (so a table with nothing else still yields the class
+    prior). ``item_id`` and the vote counts (``VOTE_COUNT_COLUMNS``) are never features."""
+    blocks = [sp.csr_matrix(np.ones((len(items), 1)))]
+    for col in items.columns:
+        if col == "item_id" or col in VOTE_COUNT_COLUMNS:
+            continue
+        values = items[col]
+        sample = values.dropna()
+        if sample.empty:
+            continue
+        first = sample.iloc[0]
+        is_list = not isinstance(first, str) and hasattr(first, "__len__")
+        if is_list or (values.dtype == object and sample.astype(str).str.len().mean() > 30):
+            text = values.map(_all_text)
+            vectorizer = TfidfVectorizer(max_features=tfidf_features, sublinear_tf=True)
+            try:
+                blocks.append(vectorizer.fit_transform(text))
+            except ValueError:
+                continue
+        elif values.nunique() <= 50:
+            blocks.append(_one_hot(values))
+    return sp.hstack(blocks, format="csr")
+
+
+def item_features(items: pd.DataFrame) -> sp.csr_matrix:
+    """Pairwise features when ``items`` has the pairwise columns with both models named on every
+    row, generic ones otherwise (e.g. the generic schema's items, whose ``model_a`` is NULL)."""
+    if set(PAIRWISE_COLUMNS) <= set(items.columns) and items["model_a"].notna().all() and items["model_b"].notna().all():
+        return pairwise_features(items)
+    return generic_features(items)
+
+
+def _fit_predict(x_train, y_train: np.ndarray, x_test, n_classes: int, *, c: float) -> np.ndarray:
+    """Class probabilities for ``x_test``, shape (n_test, n_classes); classes absent from
+    ``y_train`` get 0 (clipped later); a single training class is predicted with certainty."""
+    out = np.zeros((x_test.shape[0], n_classes))
+    present = np.unique(y_train)
+    if len(present) == 1:
+        out[:, present[0]] = 1.0
+        return out
+    model = LogisticRegression(C=c, max_iter=2000)
+    model.fit(x_train, y_train)
+    out[:, model.classes_] = model.predict_proba(x_test)
+    return out
+
+
+def clip_probs(probs: np.ndarray, min_prob: float = MIN_PROB) -> np.ndarray:
+    """Clip every probability to at least ``min_prob`` and renormalise rows to sum to 1."""
+    clipped = np.clip(probs, min_prob, None)
+    return clipped / clipped.sum(axis=1, keepdims=True)
+
+
+def classifier_prior(
+    items: pd.DataFrame,
+    train_labels: pd.Series,
+    classes: tuple[str, ...],
+    *,
+    n_folds: int = 5,
+    seed: int = 0,
+    c: float = 0.1,
+    features: sp.spmatrix | None = None,
+) -> pd.DataFrame:
+    """Out-of-fold classifier probabilities for every item.
+
+    Parameters
+    ----------
+    items : DataFrame, one row per item, column ``item_id`` plus feature columns (see the
+        module docstring).
+    train_labels : Series, index ``item_id`` → class label (e.g. the majority-vote label);
+        items not in ``items`` are an error.
+    classes : class names; column ``p_<label>`` per class, in this order.
+    n_folds : cross-validation folds. Labelled items are split into ``min(n_folds, n_labelled)``
+        folds by a seeded shuffle of their positions — never stratified by label, so an item's
+        fold and its fold-mates do not depend on its own label, and changing one item's label
+        cannot change its own row. Rare classes: a class missing from a training fold (fewer
+        members than folds, or unlucky draw) gets probability 0 from that fold's model before
+        clipping; a training fold with a single class predicts that class. With one labelled
+        item, its own row is uniform (no model can be trained without it).
+    seed : fold assignment seed; the same inputs and seed give the same output.
+    c : inverse L2 regularisation strength of the logistic regression.
+    features : optional precomputed :func:`item_features` of ``items`` (same row order).
+
+    Returns
+    -------
+    DataFrame with ``item_id``, ``p_<label>`` per class (each row ≥ ``MIN_PROB`` and summing to 1)
+    and ``scorer = 'oof_classifier'``, one row per item in ``items`` order. A labelled item's row
+    comes from the fold model that did not see its label; unlabelled items get the model trained
+    on all labelled items.
+    """
+    classes = tuple(classes)
+    item_ids = items["item_id"].to_numpy()
+    unknown = ~train_labels.index.isin(item_ids)
+    if unknown.any():
+        raise ValueError(f"train_labels has item {train_labels.index[unknown][0]!r} that is not in items")
+    bad = ~train_labels.isin(classes)
+    if bad.any():
+        raise ValueError(f"train label {train_labels[bad].iloc[0]!r} is not one of the classes {list(classes)}")
+    if len(train_labels) == 0:
+        raise ValueError("classifier_prior needs at least one labelled item (use a uniform prior otherwise)")
+    x = item_features(items) if features is None else features
+    position = pd.Index(item_ids).get_indexer(train_labels.index)
+    y = pd.Index(classes).get_indexer(train_labels.to_numpy())
+    k = len(classes)
+    probs = np.zeros((len(items), k))
+    unlabelled = np.setdiff1d(np.arange(len(items)), position)
+    if len(unlabelled):
+        probs[unlabelled] = _fit_predict(x[position], y, x[unlabelled], k, c=c)
+    n_splits = min(n_folds, len(position))
+    if n_splits < 2:
+        probs[position] = 1.0 / k
+    else:
+        splitter = KFold(n_splits=n_splits, shuffle=True, random_state=seed)
+        for train, test in splitter.split(position):
+            probs[position[test]] = _fit_predict(x[position[train]], y[train], x[position[test]], k, c=c)
+    out = pd.DataFrame(clip_probs(probs), columns=[f"p_{c_}" for c_ in classes])
+    out.insert(0, "item_id", item_ids)
+    out["scorer"] = "oof_classifier"
+    return out
+
+
+def prior_training_labels(judgments: pd.DataFrame, classes: tuple[str, ...], *, seed: int = 0) -> pd.Series:
+    """The classifier's training labels: item_id → majority label of the item's **human** votes.
+
+    ``judgments``: vote rows ``item_id, annotator, label`` (+ ``annotator_kind``). Items with only
+    LLM votes get no training label (the classifier predicts them like any unlabelled item), so
+    the prior stays independent of the LLM judge that CROWDLAB also weighs as an annotator.
+    Without an ``annotator_kind`` column (generic schema) or without human votes every vote
+    counts. Ties between classes follow :func:`judge_assets.core.majority.majority_vote`.
+    """
+    from judge_assets.core.majority import majority_vote
+    from judge_assets.core.votes import Votes
+
+    frame = judgments
+    if "annotator_kind" in judgments.columns and (judgments["annotator_kind"] == "human").any():
+        frame = judgments[judgments["annotator_kind"] == "human"]
+    if frame.empty:
+        return pd.Series([], index=pd.Index([], name="item_id"), dtype=object, name="label")
+    votes = Votes.from_frame(frame, tuple(classes))
+    codes = majority_vote(votes, seed=seed)
+    return pd.Series(np.asarray(classes, dtype=object)[codes], index=pd.Index(votes.item_ids, name="item_id"), name="label")
+
+
+def uniform_prior(item_ids, classes: tuple[str, ...]) -> pd.DataFrame:
+    """``1/K`` for every class, ``scorer = 'uniform'``."""
+    out = pd.DataFrame(np.full((len(item_ids), len(classes)), 1.0 / len(classes)), columns=[f"p_{c}" for c in classes])
+    out.insert(0, "item_id", np.asarray(item_ids, dtype=object))
+    out["scorer"] = "uniform"
+    return out
+
+
+def llm_prior(llm_scores: pd.DataFrame | None, classes: tuple[str, ...]) -> pd.DataFrame:
+    """The usable LLM logprob rows (``status == 'ok'``, pairwise classes only), clipped and
+    renormalised: ``item_id, p_A, p_B, p_tie, scorer='llm_logprobs'``; empty when there are none."""
+    cols = [f"p_{c}" for c in classes]
+    if llm_scores is None or llm_scores.empty or tuple(classes) != ("A", "B", "tie"):
+        return pd.DataFrame(columns=["item_id", *cols, "scorer"])
+    missing = {"item_id", "p_a", "p_b", "p_tie", "status"} - set(llm_scores.columns)
+    if missing:
+        raise ValueError(f"llm_scores lacks columns {sorted(missing)}")
+    ok = llm_scores[llm_scores["status"] == "ok"].drop_duplicates("item_id", keep="last")
+    raw = ok[["p_a", "p_b", "p_tie"]].to_numpy(dtype=float)
+    valid = np.isfinite(raw).all(axis=1) & (raw.sum(axis=1) > 0)
+    out = pd.DataFrame(clip_probs(raw[valid] / raw[valid].sum(axis=1, keepdims=True)), columns=cols)
+    out.insert(0, "item_id", ok["item_id"].to_numpy()[valid])
+    out["scorer"] = "llm_logprobs"
+    return out
+
+
+def build_model_probs(
+    items: pd.DataFrame,
+    majority_labels: pd.DataFrame | pd.Series,
+    llm_scores: pd.DataFrame | None,
+    classes: tuple[str, ...],
+    *,
+    seed: int = 0,
+    features: sp.spmatrix | None = None,
+) -> pd.DataFrame:
+    """The ``model_probs`` table: ``item_id``, ``p_<label>`` per class, ``scorer``; one row per item.
+
+    ``majority_labels``: the ``majority_vote_labels`` frame (``item_id``, ``majority_label``) or
+    a Series item_id → label; the classifier's training labels. Recommended:
+    :func:`prior_training_labels` (the human-only majority; best on the held-out benchmark). ``llm_scores``: the
+    ``llm_judge_scores`` frame or None. LLM rows take precedence item by item; the classifier
+    covers the rest; ``uniform`` only when there is no training label at all.
+    """
+    classes = tuple(classes)
+    if isinstance(majority_labels, pd.DataFrame):
+        labels = majority_labels.set_index("item_id")["majority_label"]
+    else:
+        labels = majority_labels
+    labels = labels[labels.index.isin(items["item_id"])]
+    if len(labels):
+        base = classifier_prior(items, labels, classes, seed=seed, features=features)
+    else:
+        base = uniform_prior(items["item_id"].to_numpy(), classes)
+    llm = llm_prior(llm_scores, classes)
+    llm = llm[llm["item_id"].isin(base["item_id"])]
+    if llm.empty:
+        return base
+    out = pd.concat([llm, base[~base["item_id"].isin(llm["item_id"])]], ignore_index=True)
+    order = pd.Index(out["item_id"]).get_indexer(items["item_id"])
+    return out.iloc[order].reset_index(drop=True)
