@@ -9,6 +9,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
+pytest_plugins = ["judge_assets_tests.fake_openai"]  # the `fake_openai` loopback server fixture
+
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 

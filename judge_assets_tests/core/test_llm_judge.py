@@ -1,0 +1,388 @@
+"""LLM judge scoring against a real OpenAI-compatible HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+
+import dagster as dg
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from judge_assets.core.llm_judge import (
+    CACHE_TABLE,
+    PROMPT_VERSION,
+    SCORE_COLUMNS,
+    JudgeConfig,
+    combine_orders,
+    first_position_preference,
+    map_top_logprobs,
+    render_messages,
+    score_items,
+)
+from judge_assets.defs.llm_resource import LLMJudgeResource, llm_judge_env_configured, llm_judge_resource_from_env
+from judge_assets_tests.fake_openai import NO_LABEL_MARKER
+
+KEY = "sk-test-Zq81tSECRETkeyVALUE"
+REASONS = {"rate_limited", "server_error", "malformed_response", "timeout"}
+
+
+def make_items(n: int, prefix: str = "q") -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "item_id": [f"{prefix}{i}:1:m1|m2" for i in range(n)],
+            "question_id": list(range(n)),
+            "turn": [1] * n,
+            "model_a": ["m1"] * n,
+            "model_b": ["m2"] * n,
+            "category": ["writing"] * n,
+            "user_turns": [[f"Question {prefix}{i}?"] for i in range(n)],
+            "answers_a": [[f"Answer one to {prefix}{i}."] for i in range(n)],
+            "answers_b": [[f"Answer two to {prefix}{i}, longer."] for i in range(n)],
+        }
+    )
+
+
+def config(server, **kw) -> JudgeConfig:
+    kw = {"api_key": KEY, "backoff_base_s": 0.01, "poll_interval": 0.01, **kw}
+    return JudgeConfig(base_url=server.base_url, model="judge-1", **kw)
+
+
+def cache(db) -> pd.DataFrame:
+    with duckdb.connect(str(db), read_only=True) as con:
+        return con.execute(f"SELECT * FROM {CACHE_TABLE}").df()
+
+
+# ---------------------------------------------------------------------------- prompt
+
+
+def test_render_messages_shows_context_and_swaps_answers():
+    item = {
+        "item_id": "7:2:x|y",
+        "user_turns": ["Write a poem.", "Now make it rhyme."],
+        "answers_a": ["x-poem", "x-rhyme"],
+        "answers_b": ["y-poem", "y-rhyme"],
+        "reference": ["ref-1", "ref-2"],
+    }
+    system, user = render_messages(item, swapped=False)
+    assert system["role"] == "system" and "exactly one character" in system["content"]
+    text = user["content"]
+    assert text.index("Write a poem.") < text.index("x-poem") < text.index("y-poem") < text.index("Now make it rhyme.")
+    assert text.index("[Final answer of Assistant A]\nx-rhyme") < text.index("[Final answer of Assistant B]\ny-rhyme")
+    assert "ref-2" in text and "ref-1" not in text
+    swapped = render_messages(item, swapped=True)[1]["content"]
+    assert "[Final answer of Assistant A]\ny-rhyme" in swapped and "### Assistant A (turn 1)\ny-poem" in swapped
+
+    single = render_messages({"item_id": "1", "user_turns": ["Q"], "answers_a": ["a"], "answers_b": ["b"]}, False)
+    assert "### Assistant A (turn" not in single[1]["content"] and "Reference" not in single[1]["content"]
+
+
+def test_render_messages_rejects_mismatched_turns():
+    with pytest.raises(ValueError, match="'bad'.*equally long"):
+        render_messages({"item_id": "bad", "user_turns": ["q1", "q2"], "answers_a": ["a"], "answers_b": ["b", "c"]}, False)
+
+
+def test_render_messages_on_real_items_rows(mt_bench_db_template):
+    with duckdb.connect(str(mt_bench_db_template), read_only=True) as con:
+        rows = con.execute("SELECT * FROM items WHERE turn = 2 ORDER BY item_id LIMIT 3").df()
+    for row in rows.to_dict("records"):
+        text = render_messages(row, swapped=False)[1]["content"]
+        assert row["user_turns"][1] in text and row["answers_a"][0] in text and row["answers_b"][1] in text
+
+
+# ---------------------------------------------------------------------------- token mapping
+
+
+@pytest.mark.parametrize(
+    "tokens, swapped, expected",
+    [
+        ([("A", 0.6), (" B", 0.3), ("C", 0.1)], False, (0.6, 0.3, 0.1)),
+        ([(" A", 0.3), ("a", 0.2), ("A", 0.1), ("b", 0.4)], False, (0.6, 0.4, 0.0)),
+        ([("A", 0.6), (" B", 0.3), ("c", 0.1)], True, (0.3, 0.6, 0.1)),
+        ([(" tie", 0.5), ("B\n", 0.5)], False, (0.0, 0.5, 0.5)),
+    ],
+)
+def test_map_top_logprobs_sums_label_tokens(tokens, swapped, expected):
+    score = map_top_logprobs([{"token": t, "logprob": math.log(p)} for t, p in tokens], swapped)
+    assert score.status == "ok"
+    assert (score.p_a, score.p_b, score.p_tie) == pytest.approx(expected)
+    assert score.label_mass == pytest.approx(1.0)
+
+
+def test_map_top_logprobs_normalizes_and_reports_label_mass():
+    score = map_top_logprobs(
+        [{"token": "A", "logprob": math.log(0.3)}, {"token": "The", "logprob": math.log(0.5)},
+         {"token": "B", "logprob": math.log(0.1)}],
+        swapped=False,
+    )
+    assert score.label_mass == pytest.approx(0.4)
+    assert (score.p_a, score.p_b, score.p_tie) == pytest.approx((0.75, 0.25, 0.0))
+
+
+def test_map_top_logprobs_without_label_token_is_not_a_uniform_guess():
+    score = map_top_logprobs([{"token": "The", "logprob": -0.1}, {"token": "Answer", "logprob": -2.0}], False)
+    assert score.status == "no_label_token" and score.label_mass == 0.0 and math.isnan(score.p_a)
+
+
+# ---------------------------------------------------------------------------- order combination
+
+
+def test_combine_orders_averages_and_measures_consistency():
+    per_order = pd.DataFrame(
+        {
+            "item_id": ["i1", "i1", "i2", "i2", "i3", "i3"],
+            "swapped": [False, True] * 3,
+            "status": ["ok", "ok", "ok", "error", "no_label_token", "no_label_token"],
+            "error": [None, None, None, "timeout", None, None],
+            "p_a": [0.8, 0.4, 0.5, None, None, None],
+            "p_b": [0.2, 0.4, 0.5, None, None, None],
+            "p_tie": [0.0, 0.2, 0.0, None, None, None],
+            "label_mass": [1.0, 0.8, 0.9, None, 0.0, 0.0],
+        }
+    )
+    out = combine_orders(per_order).set_index("item_id")
+    assert out.loc["i1", ["p_a", "p_b", "p_tie"]].tolist() == pytest.approx([0.6, 0.3, 0.1])
+    assert out.loc["i1", "position_consistency"] == pytest.approx(0.6)  # 1 - TV distance 0.4
+    assert out.loc["i1", "label_mass"] == pytest.approx(0.9)
+    assert out["n_orders"].tolist() == [2, 1, 0]
+    assert out["status"].tolist() == ["ok", "error:timeout", "no_label_token"]
+    assert np.isnan(out.loc["i2", "position_consistency"])
+
+
+def test_first_position_preference_counts_decisive_verdicts():
+    scores = pd.DataFrame(
+        {   # item 1: A first both times → picks the first-shown answer twice; item 2: tie, then A (second-shown)
+            "p_a_ab": [0.9, 0.1], "p_b_ab": [0.1, 0.1], "p_tie_ab": [0.0, 0.8],
+            "p_a_ba": [0.2, 0.7], "p_b_ba": [0.8, 0.3], "p_tie_ba": [0.0, 0.0],
+        }
+    )
+    assert first_position_preference(scores) == pytest.approx(2 / 3)
+
+
+# ---------------------------------------------------------------------------- online scoring
+
+
+def test_every_item_scored_in_both_orders_then_fully_cached(fake_openai, tmp_path):
+    db, items = tmp_path / "j.duckdb", make_items(12)
+    seen = []
+    scores, stats = score_items(db, items, config(fake_openai), progress=lambda d, t: seen.append((d, t)))
+
+    assert fake_openai.count("chat") == 24 and stats.calls_made == 24 and stats.cache_hits == 0
+    assert list(scores.columns) == list(SCORE_COLUMNS)
+    assert scores["item_id"].tolist() == items["item_id"].tolist()
+    assert (scores["status"] == "ok").all() and (scores["n_orders"] == 2).all()
+    assert np.allclose(scores[["p_a", "p_b", "p_tie"]].sum(axis=1), 1.0)
+    # The fake judge has no position bias: mapped back, both orders agree exactly.
+    assert np.allclose(scores["p_a_ab"], scores["p_a_ba"]) and np.allclose(scores["position_consistency"], 1.0)
+    assert (scores["prompt_version"] == PROMPT_VERSION).all() and (scores["model"] == "judge-1").all()
+    assert seen[-1] == (24, 24) and [d for d, _ in seen] == sorted(d for d, _ in seen)
+    rows = cache(db)
+    assert len(rows) == 24 and set(rows["swapped"]) == {False, True} and (rows["status"] == "ok").all()
+    assert rows["top_logprobs_json"].map(lambda s: len(json.loads(s))).eq(5).all()
+    first_shown = {json.loads(r.body)["messages"][1]["content"].split("[Final answer of Assistant A]\n")[1][:10]
+                   for r in fake_openai.requests}
+    assert first_shown == {"Answer one", "Answer two"}
+
+    fake_openai.reset_counts()
+    again, stats2 = score_items(db, items, config(fake_openai))
+    assert fake_openai.count() == 0 and stats2.calls_made == 0 and stats2.cache_hits == 24
+    pd.testing.assert_frame_equal(again, scores)
+
+
+def test_crash_mid_run_keeps_finished_results(fake_openai, tmp_path):
+    db, items = tmp_path / "j.duckdb", make_items(12)
+
+    def crash(done: int, total: int) -> None:
+        if done == 10:
+            raise RuntimeError("simulated crash")
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        score_items(db, items, config(fake_openai, concurrency=2), progress=crash)
+    kept = len(cache(db))
+    assert kept >= 10
+    fake_openai.reset_counts()
+    scores, stats = score_items(db, items, config(fake_openai))
+    assert fake_openai.count("chat") == stats.calls_made == 24 - kept and (scores["status"] == "ok").all()
+
+
+def test_position_bias_is_measured(fake_openai, tmp_path):
+    fake_openai.settings.position_bias = 6.0
+    scores, _ = score_items(tmp_path / "j.duckdb", make_items(10), config(fake_openai))
+    assert first_position_preference(scores) == 1.0
+    assert scores["position_consistency"].mean() < 0.5
+
+
+def test_no_label_token_is_recorded_not_guessed_and_not_retried(fake_openai, tmp_path):
+    items = make_items(3)
+    items.loc[1, "answers_b"] = [f"{NO_LABEL_MARKER} odd answer"]
+    db = tmp_path / "j.duckdb"
+    scores, stats = score_items(db, items, config(fake_openai))
+    assert scores["status"].tolist() == ["ok", "no_label_token", "ok"]
+    assert scores.loc[1, ["p_a", "p_b", "p_tie"]].isna().all() and scores.loc[1, "n_orders"] == 0
+    assert stats.failures == {} and stats.calls_made == 6
+    fake_openai.reset_counts()
+    score_items(db, items, config(fake_openai))
+    assert fake_openai.count() == 0
+
+
+def test_faults_leave_reasons_and_next_run_fills_them(fake_openai, tmp_path):
+    fake_openai.settings.faults = ("rate_limit", "server_error", "malformed", "bad_json")
+    fake_openai.settings.fault_rate = 0.2
+    fake_openai.settings.retry_after = 0.01
+    db, items = tmp_path / "j.duckdb", make_items(40)
+    scores, stats = score_items(db, items, config(fake_openai, max_attempts=2))
+
+    failed = scores[scores["status"] != "ok"]
+    assert len(failed) > 0 and sum(stats.failures.values()) > 0
+    assert set(failed["status"].str.removeprefix("error:")) <= REASONS
+    assert stats.calls_made > 80  # retries happened
+    errors = cache(db).query("status == 'error'")
+    assert set(errors["error"]) == set(stats.failures) and len(errors) == sum(stats.failures.values())
+
+    fake_openai.settings.fault_rate = 0.0
+    fake_openai.reset_counts()
+    filled, stats2 = score_items(db, items, config(fake_openai))
+    assert fake_openai.count("chat") == len(errors) == stats2.calls_made
+    assert (filled["status"] == "ok").all() and (cache(db)["status"] == "ok").all()
+
+
+def test_retry_after_is_honoured(fake_openai, tmp_path):
+    s = fake_openai.settings
+    s.faults, s.fault_rate, s.fault_attempts, s.retry_after = ("rate_limit",), 1.0, 1, 0.8
+    scores, stats = score_items(tmp_path / "j.duckdb", make_items(2), config(fake_openai, swap=False))
+    assert (scores["status"] == "ok").all() and stats.calls_made == 4
+    by_prompt: dict[str, list[float]] = {}
+    for r in fake_openai.requests:
+        by_prompt.setdefault(r.body.decode(), []).append(r.at)
+    gaps = [times[1] - times[0] for times in by_prompt.values()]
+    assert len(gaps) == 2 and min(gaps) >= 0.8
+
+
+def test_timeout_is_recorded_and_retried(fake_openai, tmp_path):
+    s = fake_openai.settings
+    s.faults, s.fault_rate, s.fault_attempts, s.slow_s = ("slow",), 1.0, 1, 1.5
+    db, items = tmp_path / "j.duckdb", make_items(2)
+    scores, stats = score_items(db, items, config(fake_openai, swap=False, timeout=0.3, max_attempts=1))
+    assert scores["status"].tolist() == ["error:timeout"] * 2 and stats.failures == {"timeout": 2}
+    assert cache(db)["error"].tolist() == ["timeout"] * 2
+
+    scores, stats = score_items(db, items, config(fake_openai, swap=False, timeout=0.3))
+    assert (scores["status"] == "ok").all() and stats.calls_made == 2
+
+
+# ---------------------------------------------------------------------------- batch mode
+
+
+def test_batch_mode_fills_the_same_cache(fake_openai, tmp_path):
+    s = fake_openai.settings
+    s.batch_polls, s.faults, s.fault_rate, s.fault_attempts = 2, ("server_error", "malformed"), 0.3, 1
+    db, items = tmp_path / "j.duckdb", make_items(10)
+    progress = []
+    scores, stats = score_items(db, items, config(fake_openai, mode="batch"), lambda d, t: progress.append((d, t)))
+
+    assert fake_openai.count("chat") == 0 and fake_openai.count("files") == 1 and fake_openai.count("batches") == 1
+    assert fake_openai.count("batch_retrieve") == 3 and progress[-1] == (20, 20)
+    rows = cache(db)
+    assert len(rows) == 20 and set(rows["mode"]) == {"batch"} and stats.batch_ids == ["batch-1"]
+    n_err = int((rows["status"] == "error").sum())
+    assert 0 < n_err < 20 and set(rows.loc[rows["status"] == "error", "error"]) <= {"server_error", "malformed_response"}
+    assert (scores["status"] == "ok").sum() == (scores["n_orders"] == 2).sum() > 0
+
+    fake_openai.reset_counts()
+    online, _ = score_items(db, items, config(fake_openai))
+    assert fake_openai.count() == fake_openai.count("chat") == n_err
+    assert (online["status"] == "ok").all()
+    fake_openai.reset_counts()
+    score_items(db, items, config(fake_openai))
+    assert fake_openai.count() == 0
+
+
+# ---------------------------------------------------------------------------- secrets and input errors
+
+
+def test_api_key_never_stored_logged_or_reported(fake_openai, tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    s = fake_openai.settings
+    s.faults, s.fault_rate, s.retry_after = ("rate_limit", "server_error", "bad_json"), 0.3, 0.01
+    db, items = tmp_path / "j.duckdb", make_items(8)
+    _, online_stats = score_items(db, items, config(fake_openai, max_attempts=2))
+    _, batch_stats = score_items(db, make_items(4, prefix="b"), config(fake_openai, mode="batch"))
+
+    auth = [r.headers.get("authorization") for r in fake_openai.requests]
+    assert set(auth) == {f"Bearer {KEY}"}  # sent where it belongs...
+    for r in fake_openai.requests:  # ...and nowhere else
+        assert KEY not in r.body.decode(errors="replace")
+        assert all(KEY not in v for k, v in r.headers.items() if k != "authorization")
+    with duckdb.connect(str(db), read_only=True) as con:
+        columns = con.execute(
+            "SELECT table_name, column_name FROM information_schema.columns WHERE data_type = 'VARCHAR'"
+        ).fetchall()
+        assert columns
+        for table, column in columns:
+            hits = con.execute(f'SELECT count(*) FROM "{table}" WHERE contains("{column}", ?)', [KEY]).fetchone()[0]
+            assert hits == 0, (table, column)
+    logged = [rec.getMessage() for rec in caplog.records]
+    assert logged and not any(KEY in m for m in logged)
+    for stats in (online_stats, batch_stats):
+        assert KEY not in json.dumps(stats.as_dict())
+    assert KEY not in repr(config(fake_openai))
+
+
+def test_bad_inputs_fail_with_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="mode must be 'online' or 'batch'"):
+        JudgeConfig(base_url="http://127.0.0.1:1/v1", model="m", mode="offline")
+    with pytest.raises(ValueError, match="base_url must be an http"):
+        JudgeConfig(base_url="127.0.0.1:1", model="m")
+    cfg = JudgeConfig(base_url="http://127.0.0.1:1/v1", model="m")
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['answers_b'\]"):
+        score_items(tmp_path / "j.duckdb", make_items(2).drop(columns="answers_b"), cfg)
+    with pytest.raises(ValueError, match="duplicate item_id"):
+        score_items(tmp_path / "j.duckdb", pd.concat([make_items(2), make_items(1)]), cfg)
+
+
+# ---------------------------------------------------------------------------- Dagster resource
+
+
+def test_resource_reads_env_and_hides_the_key(monkeypatch, fake_openai, tmp_path):
+    for name in ("JUDGE_LLM_API_KEY", "JUDGE_LLM_SWAP", "JUDGE_LLM_MODE", "JUDGE_LLM_TIMEOUT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("JUDGE_LLM_BASE_URL", fake_openai.base_url)
+    monkeypatch.setenv("JUDGE_LLM_MODEL", "judge-1")
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.setenv("JUDGE_LLM_CONCURRENCY", "4")
+    resource = llm_judge_resource_from_env()
+    assert KEY not in repr(resource) and llm_judge_env_configured()
+
+    @dg.asset
+    def judged(llm: LLMJudgeResource) -> dg.MaterializeResult:
+        assert llm.is_configured and KEY not in repr(llm)
+        cfg = llm.to_config()
+        assert (cfg.api_key, cfg.concurrency, cfg.swap, cfg.mode) == (KEY, 4, True, "online")
+        scores, stats = score_items(tmp_path / "j.duckdb", make_items(3), cfg)
+        return dg.MaterializeResult(metadata={"ok": int((scores["status"] == "ok").sum()), **stats.as_dict()})
+
+    result = dg.materialize([judged], resources={"llm": resource})
+    assert result.success
+    materialization = result.asset_materializations_for_node("judged")[0]
+    assert materialization.metadata["ok"].value == 3
+    assert KEY not in str([e.event_specific_data for e in result.all_events])
+    assert {r.headers["authorization"] for r in fake_openai.requests} == {f"Bearer {KEY}"}
+
+
+def test_resource_unconfigured_and_bad_env(monkeypatch):
+    for name in ("JUDGE_LLM_BASE_URL", "JUDGE_LLM_MODEL", "JUDGE_LLM_API_KEY", "OPENAI_API_KEY", "JUDGE_LLM_CONCURRENCY"):
+        monkeypatch.delenv(name, raising=False)
+    resource = llm_judge_resource_from_env()
+    assert not resource.is_configured and not llm_judge_env_configured()
+    with pytest.raises(ValueError, match="set JUDGE_LLM_BASE_URL and JUDGE_LLM_MODEL"):
+        resource.to_config()
+    monkeypatch.setenv("JUDGE_LLM_SWAP", "maybe")
+    with pytest.raises(ValueError, match="JUDGE_LLM_SWAP='maybe'"):
+        llm_judge_resource_from_env()
+    monkeypatch.setenv("JUDGE_LLM_SWAP", "off")
+    monkeypatch.setenv("JUDGE_LLM_MODE", "batch")
+    resource = llm_judge_resource_from_env()
+    assert resource.swap is False and resource.mode == "batch"
