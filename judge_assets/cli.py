@@ -52,9 +52,13 @@ def _cli_logger():
             if event is not None:
                 kind = event.event_type_value
                 if kind == "STEP_FAILURE":
-                    return f"  ✗ {step}: {meta.get('orig_message')}"
+                    error = event.step_failure_data.error
+                    while error is not None and error.cause is not None and "Error occurred while" in error.message:
+                        error = error.cause
+                    detail = error.message.strip() if error is not None else meta.get("orig_message")
+                    return f"  ✗ {step}: {detail}"
                 if kind == "ASSET_CHECK_EVALUATION":
-                    data = event.event_specific_data.evaluation
+                    data = event.event_specific_data
                     mark = "✓" if data.passed else ("✗" if data.severity.value == "ERROR" else "!")
                     return f"    {mark} check {data.check_name} on {data.asset_key.to_user_string()}"
                 return f"  ✓ {step}" if kind == "STEP_SUCCESS" else ""
@@ -231,6 +235,95 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return subprocess.call(command, cwd=root)
 
 
+def cmd_ingest(args: argparse.Namespace) -> int:
+    """Gate, register and materialize new annotation files, then print what changed.
+
+    One ingest at a time per database (an exclusive ``fcntl`` lock on ``<JUDGE_DB>.ingest.lock``);
+    a refused file is moved to ``<inbox>/rejected/`` with a ``.error.txt`` and makes the exit code 1.
+    """
+    import fcntl
+
+    import dagster as dg
+
+    from judge_assets.core.db import connect, table_exists
+    from judge_assets.core.ingest import (
+        REJECTED_DIR,
+        changes,
+        check_file,
+        content_key,
+        ingested_batch,
+        quarantine,
+        snapshot,
+        stage_file,
+        stored_classes,
+        stored_column_types,
+    )
+    from judge_assets.core.sources import JudgmentInputError, record_batch
+    from judge_assets.defs.ingest import batches_dir
+    from judge_assets.defs.sources import annotation_batches
+
+    ensure_dagster_home()
+    s = settings()
+    s.db_path.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = s.db_path.with_name(s.db_path.name + ".ingest.lock")
+    with open(lock_path, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"another `judge-assets ingest` is running on {s.db_path}; waiting for it to finish …", flush=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        refused, new = 0, []
+        con = connect(s.db_path, wait_s=600)
+        try:
+            before = snapshot(con)
+            classes, types = stored_classes(con) or (s.labels or None), stored_column_types(con)
+            has_questions = table_exists(con, "mt_bench_questions")
+            keys: set[str] = set()
+            for name in args.paths:
+                path = Path(name)
+                try:
+                    key = content_key(path)
+                    done = ingested_batch(con, path)
+                    if done or key in keys:
+                        print(f"{path}: already ingested{f' as batch {done}' if done else ''} (same content); nothing to do")
+                        continue
+                    _, schema = check_file(path, classes, types)
+                except JudgmentInputError as exc:
+                    refused += 1
+                    print(f"refused: {exc}", file=sys.stderr)
+                    if path.is_file():
+                        moved = quarantine(path, exc, s.inbox_dir / REJECTED_DIR)
+                        print(f"  moved to {moved} (reason in {moved.name}.error.txt); nothing stored changed", file=sys.stderr)
+                    continue
+                batch = stage_file(path, batches_dir(s.db_path))
+                record_batch(con, batch)
+                keys.add(key)
+                new.append(batch.batch_id)
+                print(f"{path}: accepted as batch {batch.batch_id} ({schema} schema), kept at {batch.location}")
+        finally:
+            con.close()
+        ok = True
+        if new:
+            instance = dg.DagsterInstance.get()
+            fresh = [b for b in new if not instance.has_dynamic_partition(annotation_batches.name, b)]
+            if fresh:
+                instance.add_dynamic_partitions(annotation_batches.name, fresh)
+            select = f"key:raw_judgments or ({args.select})" if args.select else "key:raw_judgments+"
+            if not has_questions and not args.select:
+                select += " or key:mt_bench_questions"
+            ok = materialize(select, new)
+            con = connect(s.db_path, read_only=True, wait_s=600)
+            try:
+                report = changes(before, snapshot(con))
+            finally:
+                con.close()
+            print("\n" + "\n".join(report.lines()))
+    if not ok:
+        print("\nSome steps failed (see ✗ above); the batches are registered: re-run them with "
+              "`judge-assets ingest` or from the UI's partition view.", file=sys.stderr)
+    return 1 if refused or not ok else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="judge-assets", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -251,6 +344,11 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     ui.add_argument("--port", type=int, default=3000)
     ui.set_defaults(func=cmd_ui)
+
+    ingest = sub.add_parser("ingest", help="validate new annotation files, add each as a batch, rebuild downstream, print what changed")
+    ingest.add_argument("paths", nargs="+", metavar="PATH", help="annotation files (.parquet, .jsonl, .json, .csv; either schema)")
+    ingest.add_argument("--select", help="assets to rebuild after loading, Dagster selection syntax (default: everything downstream)")
+    ingest.set_defaults(func=cmd_ingest)
     return parser
 
 

@@ -38,6 +38,24 @@ def test_run_materializes_the_graph_and_prints_a_summary(built):
     assert con.execute("SELECT count(*) FROM raw_judgments").fetchone()[0] == 5755
     assert con.execute("SELECT count(*) FROM majority_vote_labels").fetchone()[0] == 2400
     assert (folder / "dagster_home" / "dagster.yaml").read_text().count("enabled: false") == 1
+    counts = {
+        t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+        for t in ("consensus_labels", "human_consensus_labels", "annotator_stats", "label_quality_detail", "model_probs")
+    }
+    assert counts == {"consensus_labels": 2400, "human_consensus_labels": 1814, "annotator_stats": 66, "label_quality_detail": 5754, "model_probs": 2400}
+    # offline: the prior is the out-of-fold classifier, and it says so
+    assert con.execute("SELECT DISTINCT scorer FROM model_probs").fetchall() == [("oof_classifier",)]
+    # the report card puts the paper's figures beside ours
+    paper = con.execute(
+        "SELECT metric, paper_value, value FROM judge_report_card WHERE judge = 'gpt4_pair' AND reference = 'human_votes' "
+        "AND scope = 'turn=1' ORDER BY metric"
+    ).fetchall()
+    assert [(m, p) for m, p, _ in paper] == [("agreement_with_ties", 0.66), ("agreement_without_ties", 0.85)]
+    assert all(abs(p - v) < 0.02 for _, p, v in paper)
+    # the held-out benchmark ran, and the project's default consensus is its top row
+    top = con.execute("SELECT method, is_default FROM consensus_benchmark ORDER BY mean_accuracy DESC LIMIT 1").fetchone()
+    assert top == ("CROWDLAB, OOF classifier prior", True)
+    assert con.execute("SELECT count(*) FROM judge_human_agreement WHERE category = 'overall'").fetchone()[0] == 1
 
 
 def test_runs_are_recorded_in_the_project_dagster_instance(built):
