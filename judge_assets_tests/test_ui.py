@@ -68,7 +68,7 @@ def test_ui_serves_the_graph_on_loopback_only(tmp_path):
             time.sleep(1)
         assert nodes, (tmp_path / "ui.log").read_text()[-3000:]
         keys = {"/".join(n["assetKey"]["path"]) for n in nodes}
-        assert {"raw_judgments", "judgments", "items", "annotator_matrix", "majority_vote_labels"} <= keys
+        assert {"raw_judgments", "judgments", "items", "annotator_matrix", "majority_vote_labels", "consensus_labels", "judge_human_agreement"} <= keys
         assert _listening_addresses(port) == {"127.0.0.1"}
         assert "enabled: false" in (tmp_path / "home" / "dagster.yaml").read_text()
     finally:
