@@ -165,14 +165,18 @@ def judge_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: tuple[str, ..
 def logprob_judge_votes(llm_judge_scores: pd.DataFrame, classes: tuple[str, ...]) -> pd.DataFrame:
     """The logprob scorer as a judge: ``item_id, annotator ('llm_logprobs:<model>'), label`` (argmax).
 
-    Uses pairwise columns ``p_a, p_b, p_tie`` restricted to ``classes`` (A, B[, tie]); rows with
-    a missing probability are skipped. Empty when the class set is not pairwise.
+    Uses pairwise columns ``p_a, p_b, p_tie`` restricted to ``classes`` (A, B[, tie]) of the rows
+    with ``status == 'ok'`` (both orders scored); rows with a missing probability are skipped.
+    Empty when the class set is not pairwise.
     """
     mapping = {"A": "p_a", "B": "p_b", "tie": "p_tie"}
     if llm_judge_scores is None or llm_judge_scores.empty or not set(classes) <= set(mapping):
         return pd.DataFrame(columns=["item_id", "annotator", "label"])
     cols = [mapping[c] for c in classes]
-    frame = llm_judge_scores.dropna(subset=cols)
+    frame = llm_judge_scores
+    if "status" in frame.columns:
+        frame = frame[frame["status"] == "ok"]
+    frame = frame.dropna(subset=cols)
     if frame.empty:
         return pd.DataFrame(columns=["item_id", "annotator", "label"])
     labels = np.asarray(classes, dtype=object)[frame[cols].to_numpy(dtype=float).argmax(axis=1)]

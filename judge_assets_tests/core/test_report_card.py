@@ -116,3 +116,17 @@ def test_logprob_votes_need_a_pairwise_class_set():
     scores = pd.DataFrame({"item_id": ["i1"], "p_a": [0.6], "p_b": [0.4], "p_tie": [0.0], "model": "m"})
     assert logprob_judge_votes(scores, ("A", "B")).to_dict("records") == [{"item_id": "i1", "annotator": "llm_logprobs:m", "label": "A"}]
     assert logprob_judge_votes(scores, ("pass", "fail")).empty
+
+
+def test_logprob_votes_use_only_fully_scored_items():
+    scores = pd.DataFrame(
+        {
+            "item_id": ["i1", "i2", "i3"],
+            "p_a": [0.6, 0.9, float("nan")],
+            "p_b": [0.3, 0.1, float("nan")],
+            "p_tie": [0.1, 0.0, float("nan")],
+            "status": ["ok", "error:timeout", "no_label_token"],
+            "model": "m",
+        }
+    )
+    assert logprob_judge_votes(scores, ("A", "B", "tie"))["item_id"].tolist() == ["i1"]
