@@ -137,7 +137,7 @@ def materialize(select: str | None = None, partitions: list[str] | None = None) 
     ok = True
     if raw_key in chosen:
         job = run_defs.resolve_job_def("judge_assets_cli_batches")
-        for batch_id in tqdm(partitions or [], desc="annotation batches", unit="batch", file=sys.stdout):
+        for batch_id in tqdm(partitions or [], desc="annotation batches", unit="batch", file=sys.stdout, disable=None):
             result = job.execute_in_process(instance=instance, partition_key=batch_id, run_config=run_config, raise_on_error=False)
             ok &= result.success
     if ok and chosen - {raw_key}:
@@ -258,7 +258,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         stored_classes,
         stored_column_types,
     )
-    from judge_assets.core.sources import JudgmentInputError, record_batch
+    from judge_assets.core.sources import JudgmentInputError, file_batch, record_batch
     from judge_assets.defs.ingest import batches_dir
     from judge_assets.defs.sources import annotation_batches
 
@@ -282,8 +282,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             for name in args.paths:
                 path = Path(name)
                 try:
-                    key = content_key(path)
-                    done = ingested_batch(con, path)
+                    batch_id = file_batch(path).batch_id
+                    key = content_key(batch_id)
+                    done = ingested_batch(con, batch_id)
                     if done or key in keys:
                         print(f"{path}: already ingested{f' as batch {done}' if done else ''} (same content); nothing to do")
                         continue

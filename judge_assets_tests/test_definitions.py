@@ -15,7 +15,7 @@ CONTRACT = {
         "consensus_labels", "human_consensus_labels", "annotator_stats", "label_quality_detail",
         "annotator_group_summary", "aggregator_comparison",
     },
-    "reports": {"judge_report_card", "model_leaderboard", "consensus_benchmark"},
+    "reports": {"judge_report_card", "model_leaderboard", "consensus_benchmark", "annotator_stats_history", "label_next"},
     "sql_models": {"judge_human_agreement", "annotator_leaderboard", "disputed_items", "model_win_rates"},
 }
 

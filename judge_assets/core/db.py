@@ -83,9 +83,9 @@ def table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
         con.execute(
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'main' AND table_name = ?",
             [name],
-        ).fetchone()[0]
+        ).fetchall()[0][0]
     )
 
 
 def row_count(con: duckdb.DuckDBPyConnection, name: str) -> int:
-    return con.execute(f"SELECT count(*) FROM {quote_ident(name)}").fetchone()[0]
+    return con.execute(f"SELECT count(*) FROM {quote_ident(name)}").fetchall()[0][0]

@@ -94,8 +94,10 @@ def file_sha256(path: Path) -> str:
 
 
 def file_batch(path: str | Path) -> Batch:
-    """The batch of one local file; its id is the file stem plus 12 hex of its content hash,
-    so re-ingesting the same bytes under any name maps to the same batch."""
+    """The batch of one local file; its id is the file stem plus 12 hex of its content hash.
+
+    The hash part identifies the content: the ingest gate compares it, so the same bytes under
+    another name are recognised as already ingested."""
     path = Path(path).resolve()
     if not path.is_file():
         raise JudgmentInputError(str(path), "no such file")
@@ -142,6 +144,8 @@ def load_batch(batch: Batch) -> pa.Table:
         else:
             ds = datasets.load_dataset(batch.location, split=batch.split)
     except Exception as exc:  # noqa: BLE001 - surface any parser error with the file's name
+        if "corresponds to no data" in str(exc):  # datasets' words for a CSV holding only a header
+            raise JudgmentInputError(batch.label, "contains no rows (only a header?)") from exc
         raise JudgmentInputError(batch.label, f"cannot be read: {type(exc).__name__}: {_first_line(exc)}") from exc
     table = ds.data.table
     if table.num_rows == 0:

@@ -1,0 +1,183 @@
+"""The ingest gate helpers, the before/after report, annotator history and the ActiveLab ranking."""
+
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from judge_assets.config import BUNDLED_DATA_DIR
+from judge_assets.core.ingest import (
+    active_learning_ranking,
+    append_annotator_history,
+    build_label_next,
+    changes,
+    check_file,
+    plot_annotator_drift,
+    quarantine,
+    snapshot,
+    stage_file,
+    stored_classes,
+    stored_column_types,
+)
+from judge_assets.core.sources import JudgmentInputError, file_batch, record_batch
+from judge_assets.core.votes import Votes
+
+
+@pytest.fixture
+def human_slice(tmp_path):
+    """Forty MT-Bench human votes as a parquet file."""
+    path = tmp_path / "inbox" / "slice.parquet"
+    path.parent.mkdir()
+    pd.read_parquet(BUNDLED_DATA_DIR / "human.parquet").iloc[:40].to_parquet(path)
+    return path
+
+
+def test_check_file_accepts_a_valid_slice_against_the_stored_data(mt_bench_db, human_slice):
+    con = duckdb.connect(str(mt_bench_db), read_only=True)
+    batch, schema = check_file(human_slice, stored_classes(con), stored_column_types(con))
+    con.close()
+    assert schema == "pairwise"
+    assert batch.batch_id == file_batch(human_slice).batch_id
+
+
+def test_check_file_refuses_a_value_that_does_not_fit_the_stored_type(tmp_path):
+    path = tmp_path / "votes.jsonl"
+    path.write_text('{"item_id": "q1", "annotator": "ann", "label": "yes", "score": "high"}\n')
+    with pytest.raises(JudgmentInputError) as err:
+        check_file(path, ("no", "yes"), {"score": "DOUBLE"})
+    assert err.value.row == 1 and err.value.column == "score"
+    assert "stored as DOUBLE" in str(err.value) and "'high'" in str(err.value)
+
+
+def test_check_file_refuses_pairwise_votes_when_the_stored_classes_are_generic(human_slice):
+    with pytest.raises(JudgmentInputError, match="do not fit the stored class set good, bad"):
+        check_file(human_slice, ("good", "bad"))
+
+
+def test_quarantine_moves_the_file_and_writes_the_reason_without_overwriting(tmp_path):
+    rejected = tmp_path / "rejected"
+    first = tmp_path / "bad.csv"
+    first.write_text("x\n")
+    moved = quarantine(first, "bad.csv, row 1, column 'judge': is empty", rejected)
+    assert not first.exists() and moved == rejected / "bad.csv"
+    assert (rejected / "bad.csv.error.txt").read_text().startswith("bad.csv, row 1, column 'judge'")
+    first.write_text("y\n")
+    again = quarantine(first, "another reason", rejected)
+    assert again != moved and again.read_text() == "y\n" and moved.read_text() == "x\n"
+
+
+def test_stage_file_keeps_the_original_batch_id_and_survives_removal_of_the_original(human_slice, tmp_path):
+    original_id = file_batch(human_slice).batch_id
+    batch = stage_file(human_slice, tmp_path / "batches")
+    human_slice.unlink()
+    assert batch.batch_id == original_id
+    assert batch.path.name == f"{original_id}.parquet" and batch.path.is_file()
+    assert len(pd.read_parquet(batch.path)) == 40
+
+
+def test_changes_reports_new_votes_items_and_changed_labels():
+    before = {"raw_rows": 10, "batches": 1, "votes": 10, "items": 4, "annotators": 3, "labels": {"i1": "A", "i2": "B"},
+              "label_table": "consensus_labels", "llm_cache_rows": 8}
+    after = {"raw_rows": 15, "batches": 2, "votes": 14, "items": 5, "annotators": 4,
+             "labels": {"i1": "A", "i2": "tie", "i3": "B"}, "label_table": "consensus_labels", "llm_cache_rows": 10}
+    report = changes(before, after)
+    assert (report.new_votes, report.new_items, report.new_annotators, report.new_batches) == (4, 1, 1, 1)
+    assert report.changed_labels == [("i2", "B", "tie")]
+    assert report.llm_requests == 2
+    text = "\n".join(report.lines())
+    assert "items whose label changed (consensus_labels): 1" in text and "i2: B → tie" in text
+
+
+def test_snapshot_of_the_foundation_counts_votes_and_has_no_llm_cache(mt_bench_db):
+    con = duckdb.connect(str(mt_bench_db), read_only=True)
+    snap = snapshot(con)
+    con.close()
+    assert snap["votes"] == 5754 and snap["items"] == 2400 and snap["annotators"] == 66
+    assert snap["llm_cache_rows"] is None
+
+
+def _annotator_stats(con, quality: dict[str, float]) -> None:
+    frame = pd.DataFrame(
+        {
+            "annotator": list(quality),
+            "annotator_kind": "human",
+            "annotator_group": "expert",
+            "annotator_quality": list(quality.values()),
+            "agreement_with_consensus": 0.5,
+            "worst_class": 2,
+            "num_examples_labeled": [10 * (i + 1) for i in range(len(quality))],
+        }
+    )
+    con.register("stats_frame", frame)
+    con.execute("CREATE OR REPLACE TABLE annotator_stats AS SELECT * FROM stats_frame")
+    con.unregister("stats_frame")
+
+
+def test_history_appends_one_snapshot_per_rebuild_keyed_by_the_latest_batch(tmp_path):
+    con = duckdb.connect(str(tmp_path / "h.duckdb"))
+    from judge_assets.core.sources import Batch
+
+    record_batch(con, Batch("b1", "file", "/x/b1.parquet"), "pairwise", 5)
+    _annotator_stats(con, {"ann1": 0.9, "ann2": 0.6})
+    assert append_annotator_history(con) == (1, "b1")
+    record_batch(con, Batch("b2", "file", "/x/b2.parquet"), "pairwise", 7)
+    _annotator_stats(con, {"ann1": 0.7, "ann2": 0.65})
+    assert append_annotator_history(con) == (2, "b2")
+    drift = con.execute(
+        "SELECT snapshot, latest_batch_id, n_batches, annotator_quality FROM annotator_stats_history "
+        "WHERE annotator = 'ann1' ORDER BY snapshot"
+    ).fetchall()
+    assert drift == [(1, "b1", 1, 0.9), (2, "b2", 2, 0.7)]
+    fig = plot_annotator_drift(con.execute("SELECT * FROM annotator_stats_history").df(), top=1)
+    assert [line.get_label() for line in fig.axes[0].get_lines()] == ["ann2"]
+    con.close()
+
+
+def test_history_without_annotator_stats_says_what_to_run(tmp_path):
+    con = duckdb.connect(str(tmp_path / "h.duckdb"))
+    with pytest.raises(ValueError, match="annotator_stats does not exist yet"):
+        append_annotator_history(con)
+
+
+def _votes() -> Votes:
+    frame = pd.DataFrame(
+        {
+            "item_id": ["agreed"] * 4 + ["split"] * 4,
+            "annotator": ["a1", "a2", "a3", "a4"] * 2,
+            "label": ["A", "A", "A", "A", "A", "B", "tie", "B"],
+        }
+    )
+    return Votes.from_frame(frame, ("A", "B", "tie"), item_ids=["agreed", "split", "unseen"])
+
+
+def test_active_learning_ranks_a_disputed_item_before_a_unanimous_one():
+    probs = np.array([[0.8, 0.1, 0.1], [0.4, 0.4, 0.2], [0.34, 0.33, 0.33]])
+    ranking = active_learning_ranking(_votes(), probs).set_index("item_id")
+    assert ranking.loc["split", "label_next_rank"] < ranking.loc["agreed", "label_next_rank"]
+    assert ranking.loc["unseen", "num_annotations"] == 0 and ranking.loc["agreed", "num_annotations"] == 4
+    assert sorted(ranking["label_next_rank"]) == [1, 2, 3]
+    assert ranking["active_learning_score"].between(0, 1).all()
+
+
+def test_active_learning_refuses_misaligned_or_improper_probabilities():
+    with pytest.raises(ValueError, match=r"expected \(n_items, n_classes\) = \(3, 3\)"):
+        active_learning_ranking(_votes(), np.full((2, 3), 1 / 3))
+    with pytest.raises(ValueError, match="summing to 1"):
+        active_learning_ranking(_votes(), np.full((3, 3), 0.5))
+
+
+def test_label_next_ranks_every_mt_bench_item_with_its_text(mt_bench_db):
+    con = duckdb.connect(str(mt_bench_db))
+    con.execute("CREATE TABLE model_probs AS SELECT item_id, 0.4 AS p_A, 0.4 AS p_B, 0.2 AS p_tie, 'uniform' AS scorer FROM items")
+    assert build_label_next(con) == 2400
+    first = con.execute("SELECT * FROM label_next ORDER BY label_next_rank LIMIT 1").df().iloc[0]
+    assert first["num_annotations"] == first["n_human_votes"] + first["n_llm_votes"] >= 1
+    assert len(first["user_turns"]) == first["turn"] and len(first["answers_a"]) == first["turn"]
+    ranks = [r[0] for r in con.execute("SELECT label_next_rank FROM label_next ORDER BY active_learning_score, item_id").fetchall()]
+    assert ranks == list(range(1, 2401))
+    con.execute("DELETE FROM model_probs WHERE item_id = (SELECT min(item_id) FROM items)")
+    with pytest.raises(ValueError, match="model_probs has no row for 1 item"):
+        build_label_next(con)
+    con.close()
