@@ -67,14 +67,20 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
     con.execute("COMMIT")
 
 
+def replace_tables(con: duckdb.DuckDBPyConnection, frames: dict[str, pd.DataFrame]) -> None:
+    """Replace each table ``name`` with its frame, all in one transaction (all or nothing)."""
+    with transaction(con):
+        for name, frame in frames.items():
+            con.register("__replace_frame", frame)
+            try:
+                con.execute(f"CREATE OR REPLACE TABLE {quote_ident(name)} AS SELECT * FROM __replace_frame")
+            finally:
+                con.unregister("__replace_frame")
+
+
 def replace_table(con: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame) -> int:
     """Replace table ``name`` with ``frame`` atomically; returns the row count."""
-    con.register("__replace_frame", frame)
-    try:
-        with transaction(con):
-            con.execute(f"CREATE OR REPLACE TABLE {quote_ident(name)} AS SELECT * FROM __replace_frame")
-    finally:
-        con.unregister("__replace_frame")
+    replace_tables(con, {name: frame})
     return len(frame)
 
 

@@ -411,8 +411,6 @@ def build_label_next(con: duckdb.DuckDBPyConnection) -> int:
         raise ValueError(f"model_probs has no row for {len(absent)} item(s), e.g. {absent[0]!r}: rebuild model_probs")
     ranking = active_learning_ranking(votes, probs.loc[item_ids, prob_cols].to_numpy())
     majority = table_exists(con, "majority_vote_labels")
-    # DuckDB 2 refuses register() while a result is unfinished (table_exists uses fetchone):
-    # the statement right before it is read to the end.
     item_cols = {r[0] for r in con.execute("DESCRIBE items").fetchall()}
     extra = [c for c in ("n_human_votes", "n_llm_votes", *ITEM_TEXT_COLUMNS) if c in item_cols]
     con.register("__label_next_rank", ranking)

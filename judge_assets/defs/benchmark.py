@@ -9,7 +9,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from judge_assets.core import consensus_benchmark as cb
-from judge_assets.core.db import quote_ident, transaction
+from judge_assets.core.db import quote_ident, replace_tables
 from judge_assets.core.judgments import stored_label_set
 from judge_assets.defs.metadata import plot_metadata
 from judge_assets.defs.resources import DB_POOL
@@ -56,13 +56,7 @@ def consensus_benchmark(context: dg.AssetExecutionContext, config: BenchmarkConf
     )
     summary = cb.summarize(runs)
     with duckdb.get_connection() as con:
-        with transaction(con):
-            for name, frame in (("consensus_benchmark", summary), ("consensus_benchmark_runs", runs)):
-                con.register("__benchmark_frame", frame)
-                try:
-                    con.execute(f"CREATE OR REPLACE TABLE {quote_ident(name)} AS SELECT * FROM __benchmark_frame")
-                finally:
-                    con.unregister("__benchmark_frame")
+        replace_tables(con, {"consensus_benchmark": summary, "consensus_benchmark_runs": runs})
     best = summary.iloc[0]
     default = summary.loc[summary["is_default"], "mean_accuracy"]
     return dg.MaterializeResult(

@@ -10,7 +10,7 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from judge_assets.core.consensus import build_consensus_tables, plot_quality_by_group, plot_reliability
-from judge_assets.core.db import quote_ident, table_exists, transaction
+from judge_assets.core.db import quote_ident, replace_tables, table_exists
 from judge_assets.core.judgments import stored_label_set
 from judge_assets.defs.metadata import frame_markdown, plot_metadata, table_metadata
 from judge_assets.defs.resources import DB_POOL, PipelineConfig
@@ -53,16 +53,6 @@ def _existing_columns(con, table: str) -> set[str]:
     return {row[0] for row in con.execute(f"DESCRIBE {quote_ident(table)}").fetchall()}
 
 
-def _write_all(con, tables: dict[str, pd.DataFrame]) -> None:
-    with transaction(con):
-        for name, frame in tables.items():
-            con.register("__consensus_frame", frame)
-            try:
-                con.execute(f"CREATE OR REPLACE TABLE {quote_ident(name)} AS SELECT * FROM __consensus_frame")
-            finally:
-                con.unregister("__consensus_frame")
-
-
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(
@@ -97,7 +87,7 @@ def consensus(context: dg.AssetExecutionContext, config: ConsensusConfig, duckdb
             llm_judge_scores=scores,
             seed=config.seed,
         )
-        _write_all(con, out.tables)
+        replace_tables(con, out.tables)
         for note in out.notes:
             context.log.warning(note)
         labels = out.tables["consensus_labels"]
