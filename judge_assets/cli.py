@@ -118,8 +118,13 @@ def materialize(select: str | None = None, partitions: list[str] | None = None) 
     from judge_assets.definitions import defs
 
     graph_assets = defs.resolve_asset_graph()
-    selection = dg.AssetSelection.from_string(select) if select else dg.AssetSelection.all()
-    chosen = (selection | selection.required_multi_asset_neighbors()).resolve(graph_assets)
+    try:
+        selection = dg.AssetSelection.from_string(select) if select else dg.AssetSelection.all()
+        chosen = (selection | selection.required_multi_asset_neighbors()).resolve(graph_assets)
+    except Exception as exc:  # noqa: BLE001 - Dagster raises several types for a bad selection
+        raise UsageError(f"--select {select!r}: {exc}") from exc
+    if not chosen:
+        raise UsageError(f"--select {select!r} matches no asset; `judge-assets sql --list` shows the tables")
     raw_key = dg.AssetKey("raw_judgments")
     run_defs = dg.Definitions(
         assets=list(defs.assets or []),
@@ -353,9 +358,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class UsageError(Exception):
+    """A command-line mistake the user can fix (printed without a traceback)."""
+
+
 def main(argv: list[str] | None = None) -> int:
+    from judge_assets.core.sources import JudgmentInputError
+
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (UsageError, JudgmentInputError, RuntimeError, FileNotFoundError, KeyError) as exc:
+        print(f"error: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

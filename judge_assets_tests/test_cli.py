@@ -88,3 +88,19 @@ def test_sql_on_a_missing_database_says_what_to_do(tmp_path):
     out = subprocess.run(CLI + ["sql", "SELECT 1"], env=_env(tmp_path), capture_output=True, text=True, timeout=120)
     assert out.returncode == 1 and "judge-assets run" in out.stderr
     assert not (tmp_path / "judge.duckdb").exists()
+
+
+def test_run_select_rebuilds_only_the_selection(built):
+    folder, env, _ = built
+    con = duckdb.connect(str(folder / "judge.duckdb"), read_only=True)
+    before = con.execute("SELECT max(ingested_at) FROM raw_judgments").fetchone()[0]
+    con.close()  # DuckDB: an open connection in this process would lock the writer out
+    out = subprocess.run(CLI + ["run", "--select", "key:majority_vote_labels"], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "✓ majority_vote_labels" in out.stdout
+    assert "✓ judgments" not in out.stdout and "raw_judgments" not in out.stdout.split("Database")[0].split("batch(es)")[1]
+    con = duckdb.connect(str(folder / "judge.duckdb"), read_only=True)
+    assert con.execute("SELECT max(ingested_at) FROM raw_judgments").fetchone()[0] == before
+    con.close()
+    bad = subprocess.run(CLI + ["run", "--select", "key:no_such_asset"], env=env, capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 1 and "error: --select 'key:no_such_asset'" in bad.stderr and "Traceback" not in bad.stderr
