@@ -33,4 +33,4 @@ ui: install
 	$(BIN)/judge-assets ui
 
 clean:
-	rm -rf data/judge.duckdb .dagster_home
+	rm -rf data/judge.duckdb data/judge.duckdb.wal data/judge.duckdb.ingest.lock data/batches .dagster_home
