@@ -39,8 +39,8 @@ class LLMJudgeResource(dg.ConfigurableResource):
     def is_configured(self) -> bool:
         """True when a base URL and a model are set (the key may be empty for local servers).
 
-        Read it inside an asset (on the initialized resource); at definition time use
-        :func:`llm_judge_env_configured`."""
+        Read it inside an asset, on the initialized resource: Dagster resolves ``EnvVar`` fields
+        only when a run initializes the resource."""
         return bool(self.base_url and self.model)
 
     def to_config(self) -> JudgeConfig:
@@ -82,14 +82,6 @@ def _flag(name: str, default: bool) -> bool:
     if raw in _FALSE:
         return False
     raise ValueError(f"{name}={raw!r}: use one of {_TRUE + _FALSE}")
-
-
-def llm_judge_env_configured() -> bool:
-    """Whether ``JUDGE_LLM_BASE_URL`` and ``JUDGE_LLM_MODEL`` are set now.
-
-    For decisions at definition time: there the resource's ``EnvVar`` fields cannot be read
-    (Dagster resolves them only when a run initializes the resource)."""
-    return all(os.environ.get(name, "").strip() for name in ("JUDGE_LLM_BASE_URL", "JUDGE_LLM_MODEL"))
 
 
 def llm_judge_resource_from_env() -> LLMJudgeResource:

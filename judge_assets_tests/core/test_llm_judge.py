@@ -23,7 +23,7 @@ from judge_assets.core.llm_judge import (
     render_messages,
     score_items,
 )
-from judge_assets.defs.llm_resource import LLMJudgeResource, llm_judge_env_configured, llm_judge_resource_from_env
+from judge_assets.defs.llm_resource import LLMJudgeResource, llm_judge_resource_from_env
 from judge_assets_tests.fake_openai import NO_LABEL_MARKER
 
 KEY = "sk-test-Zq81tSECRETkeyVALUE"
@@ -354,7 +354,7 @@ def test_resource_reads_env_and_hides_the_key(monkeypatch, fake_openai, tmp_path
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     monkeypatch.setenv("JUDGE_LLM_CONCURRENCY", "4")
     resource = llm_judge_resource_from_env()
-    assert KEY not in repr(resource) and llm_judge_env_configured()
+    assert KEY not in repr(resource)
 
     @dg.asset
     def judged(llm: LLMJudgeResource) -> dg.MaterializeResult:
@@ -376,7 +376,7 @@ def test_resource_unconfigured_and_bad_env(monkeypatch):
     for name in ("JUDGE_LLM_BASE_URL", "JUDGE_LLM_MODEL", "JUDGE_LLM_API_KEY", "OPENAI_API_KEY", "JUDGE_LLM_CONCURRENCY"):
         monkeypatch.delenv(name, raising=False)
     resource = llm_judge_resource_from_env()
-    assert not resource.is_configured and not llm_judge_env_configured()
+    assert not resource.is_configured
     with pytest.raises(ValueError, match="set JUDGE_LLM_BASE_URL and JUDGE_LLM_MODEL"):
         resource.to_config()
     monkeypatch.setenv("JUDGE_LLM_SWAP", "maybe")
