@@ -104,3 +104,14 @@ def test_run_select_rebuilds_only_the_selection(built):
     con.close()
     bad = subprocess.run(CLI + ["run", "--select", "key:no_such_asset"], env=env, capture_output=True, text=True, timeout=600)
     assert bad.returncode == 1 and "error: --select 'key:no_such_asset'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_the_duckdb_cli_installed_with_the_project_opens_the_database(built):
+    folder, _, _ = built
+    duckdb_cli = Path(sys.executable).with_name("duckdb")
+    out = subprocess.run(
+        [str(duckdb_cli), "-readonly", "-csv", str(folder / "judge.duckdb"), "-c", "SELECT count(*) AS n FROM consensus_labels"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["n", "2400"]

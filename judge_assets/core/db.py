@@ -16,6 +16,11 @@ import pandas as pd
 
 LOCK_MARKERS = ("Could not set lock", "Conflicting lock", "database is locked")
 
+#: Settings of every connection that may create the project database. The file is written in
+#: the storage format of DuckDB 1.5, so the DuckDB CLI installed with the project (``duckdb-cli``
+#: 1.5) and other 1.5+ clients can open it.
+CONNECTION_CONFIG = {"storage_compatibility_version": "v1.5.0"}
+
 
 def quote_ident(name: str) -> str:
     """Quote a SQL identifier for DuckDB (any name: quotes, spaces, SQL keywords)."""
@@ -42,7 +47,7 @@ def connect(path: str | Path, *, read_only: bool = False, wait_s: float = 30.0) 
     delay = 0.05
     while True:
         try:
-            return duckdb.connect(str(path), read_only=read_only)
+            return duckdb.connect(str(path), read_only=read_only, config={} if read_only else dict(CONNECTION_CONFIG))
         except duckdb.IOException as exc:
             if not any(m in str(exc) for m in LOCK_MARKERS) or time.monotonic() > deadline:
                 if any(m in str(exc) for m in LOCK_MARKERS):

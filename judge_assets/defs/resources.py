@@ -6,6 +6,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from judge_assets.config import settings
+from judge_assets.core.db import CONNECTION_CONFIG
 from judge_assets.core.matrix import DEFAULT_MAX_ANNOTATORS
 
 #: Every asset that writes the DuckDB file runs in this concurrency pool (limit 1 in the
@@ -26,7 +27,7 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
     s = settings()
     s.db_path.parent.mkdir(parents=True, exist_ok=True)
     return {
-        "duckdb": DuckDBResource(database=str(s.db_path)),
+        "duckdb": DuckDBResource(database=str(s.db_path), connection_config=CONNECTION_CONFIG),
         "pipeline": PipelineConfig(
             llm_annotators=list(s.llm_annotators),
             labels=list(s.labels),
