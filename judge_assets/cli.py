@@ -156,18 +156,17 @@ def materialize(select: str | None = None, partitions: list[str] | None = None) 
 def print_summary() -> None:
     """Rows per table, items, annotators, the majority-vote label distribution, what to try next."""
     from judge_assets.core.db import connect, table_exists
+    from judge_assets.core.query import list_relations
 
     s = settings()
+    relations = list_relations(s.db_path)
+    print(f"\nDatabase {s.db_path}")
+    width = max((len(name) for name, _, _ in relations), default=10)
+    for name, kind, n in relations:
+        rows = "?" if n is None else f"{n:,}"
+        print(f"  {name:<{width}}  {rows:>8} rows{' (view)' if kind == 'view' else ''}")
     con = connect(s.db_path, read_only=True)
     try:
-        tables = con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' ORDER BY table_name"
-        ).fetchall()
-        print(f"\nDatabase {s.db_path}")
-        width = max((len(t[0]) for t in tables), default=10)
-        for (name,) in tables:
-            n = con.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0]
-            print(f"  {name:<{width}}  {n:>8,} rows")
         if table_exists(con, "judgments"):
             items, human_items, annotators, humans = con.execute(
                 "SELECT count(DISTINCT item_id), count(DISTINCT item_id) FILTER (WHERE annotator_kind = 'human'), "

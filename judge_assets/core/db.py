@@ -98,5 +98,10 @@ def table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     )
 
 
+def table_columns(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, str]:
+    """Column name → DuckDB type of table or view ``name``, in table order."""
+    return {row[0]: row[1] for row in con.execute(f"DESCRIBE {quote_ident(name)}").fetchall()}
+
+
 def row_count(con: duckdb.DuckDBPyConnection, name: str) -> int:
     return con.execute(f"SELECT count(*) FROM {quote_ident(name)}").fetchall()[0][0]

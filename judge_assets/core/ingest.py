@@ -27,7 +27,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from judge_assets.core.db import quote_ident, table_exists, transaction
+from judge_assets.core.db import quote_ident, table_columns, table_exists, transaction
 from judge_assets.core.labels import PAIRWISE_LABELS
 from judge_assets.core.sources import (
     BATCH_TABLE,
@@ -68,7 +68,7 @@ def stored_column_types(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
         return {}
     return {
         name: dtype
-        for name, dtype, *_ in con.execute(f"DESCRIBE {RAW_TABLE}").fetchall()
+        for name, dtype in table_columns(con, RAW_TABLE).items()
         if name not in GENERATED_COLUMNS
     }
 
@@ -401,7 +401,7 @@ def build_label_next(con: duckdb.DuckDBPyConnection) -> int:
     judgments = con.execute("SELECT item_id, annotator, label FROM judgments").df()
     votes = Votes.from_frame(judgments, classes, item_ids=item_ids)
     prob_cols = [f"p_{c}" for c in classes]
-    present = {r[0] for r in con.execute("DESCRIBE model_probs").fetchall()}
+    present = table_columns(con, "model_probs")
     missing_cols = [c for c in prob_cols if c not in present]
     if missing_cols:
         raise ValueError(f"model_probs lacks column(s) {', '.join(missing_cols)} for the class set {', '.join(classes)}")
@@ -411,7 +411,7 @@ def build_label_next(con: duckdb.DuckDBPyConnection) -> int:
         raise ValueError(f"model_probs has no row for {len(absent)} item(s), e.g. {absent[0]!r}: rebuild model_probs")
     ranking = active_learning_ranking(votes, probs.loc[item_ids, prob_cols].to_numpy())
     majority = table_exists(con, "majority_vote_labels")
-    item_cols = {r[0] for r in con.execute("DESCRIBE items").fetchall()}
+    item_cols = table_columns(con, "items")
     extra = [c for c in ("n_human_votes", "n_llm_votes", *ITEM_TEXT_COLUMNS) if c in item_cols]
     con.register("__label_next_rank", ranking)
     try:

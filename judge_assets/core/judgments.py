@@ -19,7 +19,7 @@ from pathlib import Path
 
 import duckdb
 
-from judge_assets.core.db import quote_ident, quote_literal, table_exists, transaction
+from judge_assets.core.db import quote_literal, table_columns, table_exists, transaction
 from judge_assets.core.labels import FLIPPED, PAIRWISE, WINNER_TO_LABEL, LabelSet
 from judge_assets.core.sources import RAW_TABLE
 
@@ -79,16 +79,12 @@ def stored_label_set(con: duckdb.DuckDBPyConnection) -> LabelSet:
     return LabelSet(tuple(r[0] for r in con.execute("SELECT label FROM label_set ORDER BY code").fetchall()))
 
 
-def _columns(con: duckdb.DuckDBPyConnection, table: str) -> set[str]:
-    return {row[0] for row in con.execute(f"DESCRIBE {quote_ident(table)}").fetchall()}
-
-
 def resolve_label_set(con: duckdb.DuckDBPyConnection, declared: tuple[str, ...] = ()) -> LabelSet:
     """Pairwise data → ``A, B, tie``; generic → ``declared`` or the sorted distinct labels.
 
     Raises ``ValueError`` naming the batch and row of a generic label outside the class set.
     """
-    cols = _columns(con, RAW_TABLE)
+    cols = set(table_columns(con, RAW_TABLE))
     has_pairwise = "winner" in cols and con.execute(f"SELECT count(*) FROM {RAW_TABLE} WHERE winner IS NOT NULL").fetchone()[0] > 0
     if has_pairwise:
         labels = PAIRWISE
@@ -117,7 +113,7 @@ def build_judgments(
     question_id, turn, model_a, model_b, category, batch_id, source_row, flipped``.
     """
     labels = resolve_label_set(con, declared_labels)
-    cols = _columns(con, RAW_TABLE)
+    cols = set(table_columns(con, RAW_TABLE))
     has_questions = table_exists(con, QUESTIONS_TABLE)
     parts = []
     if "winner" in cols:
@@ -195,7 +191,7 @@ def build_items(con: duckdb.DuckDBPyConnection) -> int:
     Conversations come from the raw rows; without them the MT-Bench question text fills
     ``user_turns``. Generic rows use their optional ``prompt``/``response_a``/``response_b`` columns.
     """
-    cols = _columns(con, RAW_TABLE)
+    cols = set(table_columns(con, RAW_TABLE))
     has_questions = table_exists(con, QUESTIONS_TABLE)
 
     def messages(conv: str, role: str) -> str:

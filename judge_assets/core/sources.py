@@ -23,7 +23,7 @@ import duckdb
 import pyarrow as pa
 
 from judge_assets.config import BUNDLED_DATA_DIR, BUNDLED_SOURCE
-from judge_assets.core.db import quote_ident, transaction
+from judge_assets.core.db import quote_ident, table_columns, transaction
 from judge_assets.core.labels import WINNER_TO_LABEL
 
 FILE_BUILDERS = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".csv": "csv"}
@@ -277,17 +277,17 @@ def write_batch(con: duckdb.DuckDBPyConnection, batch: Batch, table: pa.Table, s
                 "row_number() OVER () AS source_row, now()::TIMESTAMP AS ingested_at FROM batch_arrow",
                 [batch.batch_id, batch.label],
             )
-            new_columns = con.execute("DESCRIBE batch_rows").fetchall()
+            new_columns = table_columns(con, "batch_rows")
             con.execute(f"CREATE TABLE IF NOT EXISTS {RAW_TABLE} AS SELECT * FROM batch_rows LIMIT 0")
-            existing = {row[0]: row[1] for row in con.execute(f"DESCRIBE {RAW_TABLE}").fetchall()}
-            for name, dtype, *_ in new_columns:
+            existing = table_columns(con, RAW_TABLE)
+            for name, dtype in new_columns.items():
                 if name not in existing:
                     con.execute(f"ALTER TABLE {RAW_TABLE} ADD COLUMN {quote_ident(name)} {dtype}")
             con.execute(f"DELETE FROM {RAW_TABLE} WHERE batch_id = ?", [batch.batch_id])
             try:
                 con.execute(f"INSERT INTO {RAW_TABLE} BY NAME SELECT * FROM batch_rows")
             except duckdb.Error as exc:
-                clash = [n for n, d, *_ in new_columns if n in existing and existing[n] != d]
+                clash = [n for n, d in new_columns.items() if n in existing and existing[n] != d]
                 raise JudgmentInputError(
                     batch.label,
                     f"column type does not match the stored data ({_first_line(exc)})",

@@ -9,7 +9,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from judge_assets.core import consensus_benchmark as cb
-from judge_assets.core.db import quote_ident, replace_tables
+from judge_assets.core.db import quote_ident, replace_tables, table_columns
 from judge_assets.core.judgments import stored_label_set
 from judge_assets.defs.metadata import plot_metadata
 from judge_assets.defs.resources import DB_POOL
@@ -45,7 +45,7 @@ def consensus_benchmark(context: dg.AssetExecutionContext, config: BenchmarkConf
     with duckdb.get_connection() as con:
         classes = stored_label_set(con).labels
         judgments = con.execute("SELECT item_id, annotator, annotator_kind, label FROM judgments").df()
-        present = {row[0] for row in con.execute("DESCRIBE items").fetchall()}
+        present = table_columns(con, "items")
         columns = ", ".join(quote_ident(c) for c in ITEM_COLUMNS if c in present)
         items = con.execute(f"SELECT {columns} FROM items ORDER BY item_id").df()
         scores = con.execute("SELECT * FROM llm_judge_scores").df()

@@ -10,7 +10,7 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from judge_assets.core.consensus import build_consensus_tables, plot_quality_by_group, plot_reliability
-from judge_assets.core.db import quote_ident, replace_tables, table_exists
+from judge_assets.core.db import quote_ident, replace_tables, table_columns, table_exists
 from judge_assets.core.judgments import stored_label_set
 from judge_assets.defs.metadata import frame_markdown, plot_metadata, table_metadata
 from judge_assets.defs.resources import DB_POOL, PipelineConfig
@@ -49,10 +49,6 @@ class ConsensusConfig(dg.Config):
     """Seed of majority vote's last-resort random tiebreak."""
 
 
-def _existing_columns(con, table: str) -> set[str]:
-    return {row[0] for row in con.execute(f"DESCRIBE {quote_ident(table)}").fetchall()}
-
-
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(
@@ -69,9 +65,9 @@ def _existing_columns(con, table: str) -> set[str]:
 def consensus(context: dg.AssetExecutionContext, config: ConsensusConfig, duckdb: DuckDBResource, pipeline: PipelineConfig):
     with duckdb.get_connection() as con:
         classes = stored_label_set(con).labels
-        judgment_cols = ["item_id", "annotator", "annotator_kind", "label"] + [c for c in ("turn",) if c in _existing_columns(con, "judgments")]
+        judgment_cols = ["item_id", "annotator", "annotator_kind", "label"] + [c for c in ("turn",) if c in table_columns(con, "judgments")]
         judgments = con.execute(f"SELECT {', '.join(quote_ident(c) for c in judgment_cols)} FROM judgments").df()
-        item_cols = ["item_id"] + [c for c in ITEM_META if c in _existing_columns(con, "items")]
+        item_cols = ["item_id"] + [c for c in ITEM_META if c in table_columns(con, "items")]
         items = con.execute(f"SELECT {', '.join(quote_ident(c) for c in item_cols)} FROM items").df()
         model_probs = con.execute("SELECT * FROM model_probs").df()
         scores = con.execute("SELECT * FROM llm_judge_scores").df() if table_exists(con, "llm_judge_scores") else None
