@@ -2,7 +2,7 @@
 
 Builds ``judgments`` and ``items`` with the pipeline's own functions in a throwaway DuckDB file
 (or reads them from an existing pipeline database with ``--db``), runs the protocol of
-:mod:`judge_assets.core.consensus_benchmark` and prints the Markdown table (mean ± std over the
+:mod:`judge_assets.core.reports.consensus_benchmark` and prints the Markdown table (mean ± std over the
 seeds, default method marked).
 
     python benchmarks/consensus_quality.py [--db data/judge.duckdb] [--seeds 0 1 2 3 4] [--no-glad]
@@ -16,10 +16,11 @@ import time
 from pathlib import Path
 
 from judge_assets.config import BUNDLED_DATA_DIR, BUNDLED_SOURCE, settings
-from judge_assets.core import consensus_benchmark as cb
+from judge_assets.core.reports import consensus_benchmark as cb
 from judge_assets.core.db import connect, table_exists
-from judge_assets.core.judgments import build_items, build_judgments, load_questions, stored_label_set
-from judge_assets.core.sources import load_batch, source_batches, validate_batch, write_batch
+from judge_assets.core.labels import stored_label_set
+from judge_assets.core.votes.judgments import build_items, build_judgments, load_questions
+from judge_assets.core.sources.batches import load_batch, source_batches, validate_batch, write_batch
 
 
 def build_bundled(path: Path) -> None:

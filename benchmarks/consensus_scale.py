@@ -9,7 +9,7 @@ item around the target (±1), K = 3 classes, and noisy model ``pred_probs`` (sof
 1.5·onehot(truth) + N(0, 1) logits). Every measurement runs in a fresh Python process, so
 each time and peak RSS (``ru_maxrss``, which includes generating the data) belongs to one
 run. cleanlab time is ``get_label_quality_multiannotator(votes.to_matrix(), pred_probs)``,
-building the dense matrix included. Sparse time is :func:`judge_assets.core.crowdlab.crowdlab`.
+building the dense matrix included. Sparse time is :func:`judge_assets.core.consensus.crowdlab.crowdlab`.
 cleanlab runs only up to ``--cleanlab-max`` annotations (default 500K); above that the dense
 matrix does not fit. "identical" means the consensus labels and worst classes are equal;
 the max |Δ| column is the largest absolute difference over all scores.
@@ -32,7 +32,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from judge_assets.core.votes import Votes  # noqa: E402
+from judge_assets.core.consensus.votes import Votes  # noqa: E402
 
 #: label -> (n_items, n_annotators, votes per item)
 SIZES: dict[str, tuple[int, int, int]] = {
@@ -116,7 +116,7 @@ def run_child(engine: str, size: str, seed: int, out: Path) -> None:
             "annotator_weight": np.asarray(result["annotator_weight"]),
         }
     else:
-        from judge_assets.core.crowdlab import crowdlab
+        from judge_assets.core.consensus.crowdlab import crowdlab
 
         start = time.perf_counter()
         result = crowdlab(votes, pred_probs)

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import openai  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from judge_assets.core.llm_judge import (  # noqa: E402
+from judge_assets.core.scoring.llm_judge import (  # noqa: E402
     JudgeConfig,
     map_top_logprobs,
     render_messages,

@@ -8,155 +8,18 @@ here show up in the web UI.
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-from judge_assets.config import settings
-
-DAGSTER_YAML = """\
-# Written by judge-assets. The machine may have no internet: telemetry stays off.
-telemetry:
-  enabled: false
-# DuckDB admits one writing process per file: assets in the judge_duckdb pool run one at a time.
-concurrency:
-  pools:
-    default_limit: 1
-"""
-
-
-def ensure_dagster_home() -> Path:
-    """Create ``DAGSTER_HOME`` with a dagster.yaml (telemetry off, pool limit 1) if missing."""
-    home = settings().dagster_home
-    home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    if not config.exists():
-        config.write_text(DAGSTER_YAML)
-    os.environ["DAGSTER_HOME"] = str(home)
-    os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    return home
-
-
-def _cli_logger():
-    """A Dagster logger printing one line per asset message and step outcome (no run ids)."""
-    import dagster as dg
-
-    class StepFormatter(logging.Formatter):
-        def format(self, record: logging.LogRecord) -> str:
-            meta = record.__dict__.get("dagster_meta") or {}
-            event = meta.get("dagster_event")
-            step = meta.get("step_key") or ""
-            if event is not None:
-                kind = event.event_type_value
-                if kind == "STEP_FAILURE":
-                    error = event.step_failure_data.error
-                    while error is not None and error.cause is not None and "Error occurred while" in error.message:
-                        error = error.cause
-                    detail = error.message.strip() if error is not None else meta.get("orig_message")
-                    return f"  ✗ {step}: {detail}"
-                if kind == "ASSET_CHECK_EVALUATION":
-                    data = event.event_specific_data
-                    mark = "✓" if data.passed else ("✗" if data.severity.value == "ERROR" else "!")
-                    return f"    {mark} check {data.check_name} on {data.asset_key.to_user_string()}"
-                return f"  ✓ {step}" if kind == "STEP_SUCCESS" else ""
-            return f"    {step}: {meta.get('orig_message', record.getMessage())}"
-
-    class SkipEmpty(logging.Filter):
-        def filter(self, record: logging.LogRecord) -> bool:
-            return bool(StepFormatter().format(record))
-
-    @dg.logger
-    def cli(_init_context):
-        logger = logging.getLogger("judge_assets.cli.run")
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(StepFormatter())
-        handler.addFilter(SkipEmpty())
-        logger.handlers = [handler]
-        logger.setLevel(logging.DEBUG)
-        logger.propagate = False
-        return logger
-
-    return cli
-
-
-def register_source_batches() -> list[str]:
-    """Register the configured source's batches in the database and the Dagster instance."""
-    import dagster as dg
-
-    from judge_assets.core.db import connect
-    from judge_assets.core.sources import record_batch, source_batches
-    from judge_assets.defs.sources import annotation_batches
-
-    s = settings()
-    batches = source_batches(s.source, s.source_split)
-    con = connect(s.db_path)
-    try:
-        for batch in batches:
-            record_batch(con, batch)
-    finally:
-        con.close()
-    instance = dg.DagsterInstance.get()
-    ids = [b.batch_id for b in batches]
-    new = [i for i in ids if not instance.has_dynamic_partition(annotation_batches.name, i)]
-    if new:
-        instance.add_dynamic_partitions(annotation_batches.name, new)
-    return ids
-
-
-def materialize(select: str | None = None, partitions: list[str] | None = None) -> bool:
-    """Materialize the selected assets: each batch partition of ``raw_judgments``, then the rest.
-
-    ``select`` uses Dagster's selection syntax (``judgments+``, ``group:consensus``,
-    ``key:items``); default: everything. Returns True when every step succeeded.
-    """
-    import dagster as dg
-    from tqdm import tqdm
-
-    from judge_assets.definitions import defs
-
-    graph_assets = defs.resolve_asset_graph()
-    try:
-        selection = dg.AssetSelection.from_string(select) if select else dg.AssetSelection.all()
-        chosen = (selection | selection.required_multi_asset_neighbors()).resolve(graph_assets)
-    except Exception as exc:  # noqa: BLE001 - Dagster raises several types for a bad selection
-        raise UsageError(f"--select {select!r}: {exc}") from exc
-    if not chosen:
-        raise UsageError(f"--select {select!r} matches no asset; `judge-assets sql --list` shows the tables")
-    raw_key = dg.AssetKey("raw_judgments")
-    run_defs = dg.Definitions(
-        assets=list(defs.assets or []),
-        asset_checks=list(defs.asset_checks or []),
-        resources=defs.resources,
-        loggers={"cli": _cli_logger()},
-        executor=dg.in_process_executor,
-        jobs=[
-            dg.define_asset_job("judge_assets_cli_batches", selection=dg.AssetSelection.assets(raw_key)),
-            dg.define_asset_job("judge_assets_cli", selection=dg.AssetSelection.assets(*(chosen - {raw_key}))),
-        ],
-    )
-    instance = dg.DagsterInstance.get()
-    run_config = {"loggers": {"cli": {}}}
-    ok = True
-    if raw_key in chosen:
-        job = run_defs.resolve_job_def("judge_assets_cli_batches")
-        for batch_id in tqdm(partitions or [], desc="annotation batches", unit="batch", file=sys.stdout, disable=None):
-            result = job.execute_in_process(instance=instance, partition_key=batch_id, run_config=run_config, raise_on_error=False)
-            ok &= result.success
-    if ok and chosen - {raw_key}:
-        result = run_defs.resolve_job_def("judge_assets_cli").execute_in_process(
-            instance=instance, run_config=run_config, raise_on_error=False
-        )
-        ok &= result.success
-    return ok
+from judge_assets.config import ConfigError, settings
+from judge_assets.runner import UsageError, add_partitions, ensure_dagster_home, materialize, register_source_batches
 
 
 def print_summary() -> None:
     """Rows per table, items, annotators, the majority-vote label distribution, what to try next."""
     from judge_assets.core.db import connect, table_exists
-    from judge_assets.core.query import list_relations
+    from judge_assets.core.sql.query import list_relations
 
     s = settings()
     relations = list_relations(s.db_path)
@@ -202,7 +65,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
-    from judge_assets.core.query import QueryError, format_csv, format_json, format_table, list_relations, run_query
+    from judge_assets.core.sql.query import QueryError, format_csv, format_json, format_table, list_relations, run_query
 
     db = settings().db_path
     try:
@@ -247,24 +110,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     """
     import fcntl
 
-    import dagster as dg
-
     from judge_assets.core.db import connect, table_exists
-    from judge_assets.core.ingest import (
-        REJECTED_DIR,
-        changes,
-        check_file,
-        content_key,
-        ingested_batch,
-        quarantine,
-        snapshot,
-        stage_file,
-        stored_classes,
-        stored_column_types,
-    )
-    from judge_assets.core.sources import JudgmentInputError, file_batch, record_batch
-    from judge_assets.defs.ingest import batches_dir
-    from judge_assets.defs.sources import annotation_batches
+    from judge_assets.core.reports.changes import changes, snapshot
+    from judge_assets.core.sources.gate import REJECTED_DIR, admit_files, batches_dir
 
     ensure_dagster_home()
     s = settings()
@@ -276,43 +124,22 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         except BlockingIOError:
             print(f"another `judge-assets ingest` is running on {s.db_path}; waiting for it to finish …", flush=True)
             fcntl.flock(lock, fcntl.LOCK_EX)
-        refused, new = 0, []
         con = connect(s.db_path, wait_s=600)
         try:
             before = snapshot(con)
-            classes, types = stored_classes(con) or (s.labels or None), stored_column_types(con)
             has_questions = table_exists(con, "mt_bench_questions")
-            keys: set[str] = set()
-            for name in args.paths:
-                path = Path(name)
-                try:
-                    batch_id = file_batch(path).batch_id
-                    key = content_key(batch_id)
-                    done = ingested_batch(con, batch_id)
-                    if done or key in keys:
-                        print(f"{path}: already ingested{f' as batch {done}' if done else ''} (same content); nothing to do")
-                        continue
-                    _, schema = check_file(path, classes, types)
-                except JudgmentInputError as exc:
-                    refused += 1
-                    print(f"refused: {exc}", file=sys.stderr)
-                    if path.is_file():
-                        moved = quarantine(path, exc, s.inbox_dir / REJECTED_DIR)
-                        print(f"  moved to {moved} (reason in {moved.name}.error.txt); nothing stored changed", file=sys.stderr)
-                    continue
-                batch = stage_file(path, batches_dir(s.db_path))
-                record_batch(con, batch)
-                keys.add(key)
-                new.append(batch.batch_id)
-                print(f"{path}: accepted as batch {batch.batch_id} ({schema} schema), kept at {batch.location}")
+            admitted = admit_files(
+                con, [Path(p) for p in args.paths], batches_dir(s.db_path), s.inbox_dir / REJECTED_DIR, declared_labels=s.labels
+            )
         finally:
             con.close()
+        for a in admitted:
+            print(a.message, file=sys.stderr if a.status == "refused" else sys.stdout)
+        refused = sum(a.status == "refused" for a in admitted)
+        new = list(dict.fromkeys(a.batch.batch_id for a in admitted if a.status in ("accepted", "pending")))
         ok = True
         if new:
-            instance = dg.DagsterInstance.get()
-            fresh = [b for b in new if not instance.has_dynamic_partition(annotation_batches.name, b)]
-            if fresh:
-                instance.add_dynamic_partitions(annotation_batches.name, fresh)
+            add_partitions(new)
             select = f"key:raw_judgments or ({args.select})" if args.select else "key:raw_judgments+"
             if not has_questions and not args.select:
                 select += " or key:mt_bench_questions"
@@ -357,17 +184,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class UsageError(Exception):
-    """A command-line mistake the user can fix (printed without a traceback)."""
-
-
 def main(argv: list[str] | None = None) -> int:
-    from judge_assets.core.sources import JudgmentInputError
+    from judge_assets.core.sources.batches import JudgmentInputError
 
     args = build_parser().parse_args(argv)
     try:
+        settings()  # a bad setting stops here, with the variable named
         return args.func(args)
-    except (UsageError, JudgmentInputError, RuntimeError, FileNotFoundError, KeyError) as exc:
+    except (UsageError, ConfigError, JudgmentInputError, RuntimeError, FileNotFoundError, KeyError) as exc:
         print(f"error: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
         return 1
 

@@ -1,7 +1,13 @@
-"""Every setting of the project, read from the environment in one place.
+"""Every setting of the project: the environment variables, their defaults and their meaning, in one place.
 
-Paths are resolved against the project root: the folder holding ``pyproject.toml`` next to
-the package (an editable install or a clone), otherwise the current working directory.
+Paths are resolved against the project root: the folder holding ``pyproject.toml`` next to the
+package (an editable install or a clone), otherwise the current working directory.
+
+:func:`settings` reads the environment into one typed :class:`Settings` and raises
+:class:`ConfigError` naming the variable for a value it cannot use. Reading creates nothing.
+The Dagster resources (``judge_assets.defs.resources``) bind the same variables as ``EnvVar``s,
+so the UI shows which variable each field comes from and a bad value fails the run that uses
+it, never the code location's import.
 """
 
 from __future__ import annotations
@@ -14,6 +20,14 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 BUNDLED_DATA_DIR = PACKAGE_DIR / "data" / "mt_bench"
 BUNDLED_SOURCE = "bundled:mt_bench"
 DEFAULT_LLM_ANNOTATORS = ("gpt4_pair",)
+DEFAULT_MATRIX_MAX_ANNOTATORS = 1000
+LLM_MODES = ("online", "batch")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+class ConfigError(ValueError):
+    """A setting the project cannot use; the message names the variable and what it accepts."""
 
 
 def project_root() -> Path:
@@ -24,15 +38,75 @@ def project_root() -> Path:
     return Path.cwd()
 
 
-def _resolve(path: str | os.PathLike) -> Path:
+def resolve_path(path: str | os.PathLike) -> Path:
+    """``path`` made absolute against the project root."""
     p = Path(path).expanduser()
     return p if p.is_absolute() else project_root() / p
 
 
-def _csv(value: str | None, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+def split_csv(value: str | None, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """``"a, b,,c"`` → ``("a", "b", "c")``; empty → ``default``."""
     if value is None or not value.strip():
         return default
     return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def parse_positive(name: str, raw: str | None, default: float, kind: type = float) -> float:
+    """A positive int or float from variable ``name``; empty → ``default``."""
+    raw = (raw or "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be > 0, got {raw!r}")
+    return value
+
+
+def parse_flag(name: str, raw: str | None, default: bool) -> bool:
+    """``on/off, true/false, yes/no, 1/0`` from variable ``name``; empty → ``default``."""
+    raw = (raw or "").strip().lower()
+    if not raw:
+        return default
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ConfigError(f"{name}={raw!r}: use one of {', '.join(_TRUE + _FALSE)}")
+
+
+def parse_mode(name: str, raw: str | None) -> str:
+    """``online`` (default) or ``batch``."""
+    mode = (raw or "").strip().lower() or "online"
+    if mode not in LLM_MODES:
+        raise ConfigError(f"{name}={raw!r}: use 'online' or 'batch'")
+    return mode
+
+
+def db_path() -> Path:
+    """``JUDGE_DB`` resolved (default ``data/judge.duckdb``)."""
+    return resolve_path(os.environ.get("JUDGE_DB") or "data/judge.duckdb")
+
+
+@dataclass(frozen=True)
+class LLMSettings:
+    """The LLM judge endpoint. ``api_key_var`` is the *name* of the variable holding the key
+    (``JUDGE_LLM_API_KEY``, else ``OPENAI_API_KEY``); the key itself is only read where a request
+    is sent."""
+
+    base_url: str | None = None
+    model: str | None = None
+    api_key_var: str | None = None
+    concurrency: int = 16
+    timeout: float = 60.0
+    swap: bool = True
+    mode: str = "online"
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.base_url and self.model)
 
 
 @dataclass(frozen=True)
@@ -44,9 +118,10 @@ class Settings:
     source_split: tuple[str, ...] = ()
     labels: tuple[str, ...] = ()
     llm_annotators: tuple[str, ...] = DEFAULT_LLM_ANNOTATORS
-    matrix_max_annotators: int = 1000
-    inbox_dir: Path = field(default_factory=lambda: _resolve("data/inbox"))
-    dagster_home: Path = field(default_factory=lambda: _resolve(".dagster_home"))
+    matrix_max_annotators: int = DEFAULT_MATRIX_MAX_ANNOTATORS
+    inbox_dir: Path = field(default_factory=lambda: resolve_path("data/inbox"))
+    dagster_home: Path = field(default_factory=lambda: resolve_path(".dagster_home"))
+    llm: LLMSettings = field(default_factory=LLMSettings)
 
 
 def settings() -> Settings:
@@ -62,15 +137,30 @@ def settings() -> Settings:
       (default 1000).
     - ``JUDGE_INBOX_DIR``: folder watched for new annotation files (default ``data/inbox``).
     - ``DAGSTER_HOME``: Dagster instance folder (default ``.dagster_home``).
+    - ``JUDGE_LLM_BASE_URL``, ``JUDGE_LLM_MODEL``: the LLM judge endpoint (unset = no LLM judge);
+      ``JUDGE_LLM_API_KEY`` (else ``OPENAI_API_KEY``): its key; ``JUDGE_LLM_CONCURRENCY`` (16),
+      ``JUDGE_LLM_TIMEOUT`` (seconds, 60), ``JUDGE_LLM_SWAP`` (on), ``JUDGE_LLM_MODE`` (online | batch).
     """
     env = os.environ
+    key_var = next((n for n in ("JUDGE_LLM_API_KEY", "OPENAI_API_KEY") if env.get(n, "").strip()), None)
     return Settings(
-        db_path=_resolve(env.get("JUDGE_DB") or "data/judge.duckdb"),
+        db_path=db_path(),
         source=env.get("JUDGE_SOURCE") or BUNDLED_SOURCE,
-        source_split=_csv(env.get("JUDGE_SOURCE_SPLIT")),
-        labels=_csv(env.get("JUDGE_LABELS")),
-        llm_annotators=_csv(env.get("JUDGE_LLM_ANNOTATORS"), DEFAULT_LLM_ANNOTATORS),
-        matrix_max_annotators=int(env.get("JUDGE_MATRIX_MAX_ANNOTATORS") or 1000),
-        inbox_dir=_resolve(env.get("JUDGE_INBOX_DIR") or "data/inbox"),
-        dagster_home=_resolve(env.get("DAGSTER_HOME") or ".dagster_home"),
+        source_split=split_csv(env.get("JUDGE_SOURCE_SPLIT")),
+        labels=split_csv(env.get("JUDGE_LABELS")),
+        llm_annotators=split_csv(env.get("JUDGE_LLM_ANNOTATORS"), DEFAULT_LLM_ANNOTATORS),
+        matrix_max_annotators=int(
+            parse_positive("JUDGE_MATRIX_MAX_ANNOTATORS", env.get("JUDGE_MATRIX_MAX_ANNOTATORS"), DEFAULT_MATRIX_MAX_ANNOTATORS, int)
+        ),
+        inbox_dir=resolve_path(env.get("JUDGE_INBOX_DIR") or "data/inbox"),
+        dagster_home=resolve_path(env.get("DAGSTER_HOME") or ".dagster_home"),
+        llm=LLMSettings(
+            base_url=env.get("JUDGE_LLM_BASE_URL", "").strip() or None,
+            model=env.get("JUDGE_LLM_MODEL", "").strip() or None,
+            api_key_var=key_var,
+            concurrency=int(parse_positive("JUDGE_LLM_CONCURRENCY", env.get("JUDGE_LLM_CONCURRENCY"), 16, int)),
+            timeout=parse_positive("JUDGE_LLM_TIMEOUT", env.get("JUDGE_LLM_TIMEOUT"), 60.0, float),
+            swap=parse_flag("JUDGE_LLM_SWAP", env.get("JUDGE_LLM_SWAP"), True),
+            mode=parse_mode("JUDGE_LLM_MODE", env.get("JUDGE_LLM_MODE")),
+        ),
     )

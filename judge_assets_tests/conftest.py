@@ -15,9 +15,9 @@ os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 from judge_assets.config import BUNDLED_DATA_DIR, BUNDLED_SOURCE  # noqa: E402
-from judge_assets.core.judgments import build_items, build_judgments, load_questions  # noqa: E402
-from judge_assets.core.matrix import build_annotator_matrix  # noqa: E402
-from judge_assets.core.sources import load_batch, source_batches, validate_batch, write_batch  # noqa: E402
+from judge_assets.core.votes.judgments import build_items, build_judgments, load_questions  # noqa: E402
+from judge_assets.core.votes.matrix import build_annotator_matrix  # noqa: E402
+from judge_assets.core.sources.batches import load_batch, source_batches, validate_batch, write_batch  # noqa: E402
 
 
 def build_foundation(con: duckdb.DuckDBPyConnection, source: str = BUNDLED_SOURCE) -> None:

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import dagster as dg
 
 from judge_assets.definitions import defs
 
 CONTRACT = {
     "sources": {"raw_judgments", "mt_bench_questions"},
-    "items": {"judgments", "label_set", "items"},
-    "matrix": {"annotator_matrix", "annotator_matrix_columns", "majority_vote_labels"},
+    "votes": {"judgments", "label_set", "items", "annotator_matrix", "annotator_matrix_columns"},
     "scoring": {"llm_judge_scores", "model_probs"},
     "consensus": {
-        "consensus_labels", "human_consensus_labels", "annotator_stats", "label_quality_detail",
-        "annotator_group_summary", "aggregator_comparison",
+        "majority_vote_labels", "consensus_labels", "human_consensus_labels", "annotator_stats", "label_quality_detail",
+        "annotator_group_summary", "aggregator_comparison", "judge_report_card",
     },
-    "reports": {"judge_report_card", "model_leaderboard", "consensus_benchmark", "annotator_stats_history", "label_next"},
+    "reports": {"model_leaderboard", "consensus_benchmark", "annotator_stats_history", "label_next"},
     "sql_models": {"judge_human_agreement", "annotator_leaderboard", "disputed_items", "model_win_rates"},
 }
 
@@ -26,6 +29,25 @@ def test_definitions_load_with_every_asset_in_its_group():
     for group, names in CONTRACT.items():
         for name in names:
             assert groups.get(name) == group, (name, groups.get(name))
+
+
+def test_each_python_asset_is_defined_in_the_defs_module_named_like_its_group():
+    for assets_def in defs.assets:
+        if not isinstance(assets_def, dg.AssetsDefinition) or assets_def.group_names_by_key is None:
+            continue
+        groups = set(assets_def.group_names_by_key.values())
+        module = assets_def.op.compute_fn.decorated_fn.__module__
+        expected = "sql_models" if module.endswith(".sql_models") else next(iter(groups))
+        assert groups == {expected} and module == f"judge_assets.defs.{expected}", (assets_def.keys, module, groups)
+
+
+def test_importing_the_code_location_creates_nothing_and_raises_nothing_on_bad_settings(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JUDGE_", "OPENAI_"))}
+    env.update(JUDGE_DB=str(tmp_path / "nested" / "judge.duckdb"), JUDGE_LLM_MODE="sometimes", JUDGE_LLM_CONCURRENCY="lots",
+               JUDGE_MATRIX_MAX_ANNOTATORS="many", JUDGE_LLM_BASE_URL="http://127.0.0.1:9/v1", JUDGE_LLM_MODEL="m")
+    done = subprocess.run([sys.executable, "-c", "import judge_assets.definitions, judge_assets.cli"], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert not (tmp_path / "nested").exists()
 
 
 def test_raw_judgments_is_partitioned_by_annotation_batch():

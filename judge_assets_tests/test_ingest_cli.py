@@ -18,8 +18,8 @@ import pandas as pd
 import pytest
 
 from judge_assets.config import BUNDLED_DATA_DIR
-from judge_assets.core.judgments import item_key
-from judge_assets.core.sources import file_batch
+from judge_assets.core.keys import item_key
+from judge_assets.core.sources.batches import file_batch
 from judge_assets_tests.fake_openai import FakeOpenAI
 
 FOUNDATION_DOWNSTREAM = "key:judgments or key:items or key:majority_vote_labels"

@@ -19,6 +19,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import duckdb
+
+from judge_assets.core.db import table_exists
+
 PAIRWISE_LABELS: tuple[str, ...] = ("A", "B", "tie")
 
 #: ``winner`` values of the MT-Bench schema and the label each maps to (before any flip).
@@ -57,3 +61,16 @@ class LabelSet:
 
 
 PAIRWISE = LabelSet(PAIRWISE_LABELS)
+
+
+def stored_label_set(con: duckdb.DuckDBPyConnection, *, missing_ok: bool = False) -> LabelSet | None:
+    """The class set stored in the ``label_set`` table (code order).
+
+    Before the first build there is no such table: None when ``missing_ok``, else a ``ValueError``
+    saying to materialize ``judgments`` first.
+    """
+    if not table_exists(con, "label_set"):
+        if missing_ok:
+            return None
+        raise ValueError("label_set does not exist yet: materialize judgments first")
+    return LabelSet(tuple(r[0] for r in con.execute("SELECT label FROM label_set ORDER BY code").fetchall()))

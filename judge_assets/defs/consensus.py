@@ -1,19 +1,57 @@
-"""Assets of the ``consensus`` and ``reports`` groups: consensus labels, annotator quality, judge report card.
+"""Group ``consensus``: majority vote, the consensus multi-asset, and their Great Expectations checks.
 
-One multi-asset reads ``judgments``, ``items``, ``model_probs`` (and ``llm_judge_scores`` when
-that table exists) with SQL, runs :func:`judge_assets.core.consensus.build_consensus_tables`
-and writes every output table in one transaction, so the tables always describe the same run.
+The consensus multi-asset reads ``judgments``, ``items``, ``model_probs`` (and ``llm_judge_scores``
+when that table exists) with SQL, runs :func:`judge_assets.core.consensus.tables.build_consensus_tables`
+and writes all seven tables in one transaction, so they always describe the same run (the judge
+report card is scored against the human consensus of that same run).
+
+The checks run GX suites (:mod:`judge_assets.core.validation`) and report per failed expectation
+its unexpected count and the failing rows (capped at 20). Blocking checks stop downstream assets
+when the data would make them wrong: a broken prior (``model_probs``) or labels outside the class set.
 """
 
 import dagster as dg
 import pandas as pd
-from dagster_duckdb import DuckDBResource
 
-from judge_assets.core.consensus import build_consensus_tables, plot_quality_by_group, plot_reliability
-from judge_assets.core.db import quote_ident, replace_tables, table_columns, table_exists
-from judge_assets.core.judgments import stored_label_set
-from judge_assets.defs.metadata import frame_markdown, plot_metadata, table_metadata
-from judge_assets.defs.resources import DB_POOL, PipelineConfig
+from judge_assets.core.consensus.majority import majority_vote_table
+from judge_assets.core.consensus.tables import build_consensus_tables
+from judge_assets.core.db import quote_ident, replace_table, replace_tables, table_columns, table_exists
+from judge_assets.core.labels import stored_label_set
+from judge_assets.core.plots import plot_quality_by_group, plot_reliability
+from judge_assets.core.validation import (
+    combine,
+    validate_label_coverage,
+    validate_label_domain,
+    validate_scores,
+)
+from judge_assets.defs.metadata import asset_check_result, frame_markdown, plot_metadata, table_metadata
+from judge_assets.defs.resources import DB_POOL, JudgeDuckDBResource, PipelineResource
+
+
+@dg.asset(
+    deps=["judgments", "label_set"],
+    group_name="consensus",
+    kinds={"duckdb"},
+    pool=DB_POOL,
+    description="Per item: majority label, votes per class, agreement. Ties between classes follow cleanlab's rule "
+    "(rarer class, then annotator agreement, then a seeded draw), never the class order.",
+)
+def majority_vote_labels(context: dg.AssetExecutionContext, duckdb: JudgeDuckDBResource) -> dg.MaterializeResult:
+    with duckdb.get_connection() as con:
+        classes = stored_label_set(con).labels
+        table = majority_vote_table(con, classes)
+        replace_table(con, "majority_vote_labels", table)
+        distribution = table["majority_label"].value_counts().reindex(list(classes), fill_value=0)
+        context.log.info(f"majority labels for {len(table)} items; {int(table['tie_broken'].sum())} class ties broken")
+        return dg.MaterializeResult(
+            metadata={
+                **table_metadata(con, "majority_vote_labels"),
+                "label_distribution": dg.MetadataValue.json({k: int(v) for k, v in distribution.items()}),
+                "class_ties_broken": int(table["tie_broken"].sum()),
+                "mean_agreement": float(table["agreement"].mean()),
+            }
+        )
+
 
 ITEM_META = ("question_id", "turn", "model_a", "model_b", "category")
 
@@ -29,7 +67,7 @@ CONSENSUS_TABLES = {
     "annotator_group_summary": ("consensus", "Annotator quality per group (authors vs experts vs LLM) and per kind (human vs LLM)."),
     "aggregator_comparison": ("consensus", "How often CROWDLAB, majority vote and Dawid-Skene agree, overall and per category."),
     "judge_report_card": (
-        "reports",
+        "consensus",
         "Per LLM judge vs the human-only consensus (accuracy, kappa, MCC, per-class precision/recall, confusion) "
         "and vs human votes the FastChat way (agreement with / without ties, next to the MT-Bench paper).",
     ),
@@ -62,7 +100,7 @@ class ConsensusConfig(dg.Config):
     ],
     pool=DB_POOL,
 )
-def consensus(context: dg.AssetExecutionContext, config: ConsensusConfig, duckdb: DuckDBResource, pipeline: PipelineConfig):
+def consensus(context: dg.AssetExecutionContext, config: ConsensusConfig, duckdb: JudgeDuckDBResource, pipeline: PipelineResource):
     with duckdb.get_connection() as con:
         classes = stored_label_set(con).labels
         judgment_cols = ["item_id", "annotator", "annotator_kind", "label"] + [c for c in ("turn",) if c in table_columns(con, "judgments")]
@@ -76,7 +114,7 @@ def consensus(context: dg.AssetExecutionContext, config: ConsensusConfig, duckdb
             model_probs,
             items,
             classes,
-            tuple(pipeline.llm_annotators),
+            pipeline.llm_annotator_names,
             annotators=config.annotators,
             drop_ties=config.drop_ties,
             include_glad=config.include_glad,
@@ -106,4 +144,58 @@ def consensus(context: dg.AssetExecutionContext, config: ConsensusConfig, duckdb
             yield dg.MaterializeResult(asset_key=name, metadata={**table_metadata(con, name), **extra.get(name, {})})
 
 
-consensus_assets = [consensus]
+@dg.asset_check(
+    asset="consensus_labels",
+    blocking=False,
+    description="Every item has ≥1 label, a consensus label and a model prior; every annotator has ≥1 label "
+    "(items without consensus are missing from the table, not wrong, so this check warns).",
+)
+def consensus_label_coverage(duckdb: JudgeDuckDBResource) -> dg.AssetCheckResult:
+    with duckdb.get_connection() as con:
+        item_labels = con.execute(
+            "SELECT i.item_id, count(j.item_id) AS n_labels FROM items i LEFT JOIN judgments j USING (item_id) GROUP BY i.item_id"
+        ).df()
+        annotators = "annotator_matrix_columns" if table_exists(con, "annotator_matrix_columns") else "(SELECT DISTINCT annotator FROM judgments)"
+        annotator_labels = con.execute(
+            f"SELECT a.annotator, count(j.annotator) AS n_labels FROM {annotators} a LEFT JOIN judgments j USING (annotator) GROUP BY a.annotator"
+        ).df()
+        consensus = con.execute("SELECT item_id, consensus_label FROM consensus_labels").df()
+        probs = con.execute("SELECT item_id FROM model_probs").df()
+    return asset_check_result(validate_label_coverage(item_labels, annotator_labels, consensus, probs), dg.AssetCheckSeverity.WARN)
+
+
+@dg.asset_check(
+    asset="consensus_labels",
+    blocking=True,
+    description="Consensus, majority and Dawid-Skene labels are in the class set; quality and agreement in [0, 1].",
+)
+def consensus_labels_valid(duckdb: JudgeDuckDBResource) -> dg.AssetCheckResult:
+    with duckdb.get_connection() as con:
+        classes = stored_label_set(con).labels
+        consensus = con.execute("SELECT * FROM consensus_labels").df()
+    label_cols = ["consensus_label", "majority_vote_label", "dawid_skene_label"]
+    result = combine(
+        "consensus_labels",
+        validate_label_domain({"consensus_labels": (consensus, "item_id", label_cols)}, classes),
+        validate_scores({"consensus_labels": (consensus, "item_id", ["consensus_quality_score", "annotator_agreement"])}),
+    )
+    return asset_check_result(result)
+
+
+@dg.asset_check(
+    asset="annotator_stats",
+    description="Annotator quality and agreement in [0, 1] (NULL for annotators sharing no item), worst class in the class set.",
+)
+def annotator_stats_valid(duckdb: JudgeDuckDBResource) -> dg.AssetCheckResult:
+    with duckdb.get_connection() as con:
+        classes = stored_label_set(con).labels
+        stats = con.execute("SELECT * FROM annotator_stats").df()
+    result = combine(
+        "annotator_stats",
+        validate_label_domain({"annotator_stats": (stats, "annotator", ["worst_class"])}, classes),
+        validate_scores({"annotator_stats": (stats, "annotator", ["annotator_quality", "agreement_with_consensus"])}),
+    )
+    return asset_check_result(result)
+
+
+consensus_checks = [consensus_label_coverage, consensus_labels_valid, annotator_stats_valid]

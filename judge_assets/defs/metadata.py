@@ -11,6 +11,7 @@ import duckdb
 import pandas as pd
 
 from judge_assets.core.db import quote_ident, row_count
+from judge_assets.core.validation import ValidationResult
 
 
 def frame_markdown(frame: pd.DataFrame, max_rows: int = 10) -> str:
@@ -41,3 +42,17 @@ def plot_metadata(fig) -> dg.MetadataValue:
     plt.close(fig)
     encoded = base64.b64encode(buffer.getvalue()).decode()
     return dg.MetadataValue.md(f"![plot](data:image/png;base64,{encoded})")
+
+
+def asset_check_result(result: ValidationResult, severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR) -> dg.AssetCheckResult:
+    metadata: dict[str, dg.MetadataValue] = {
+        "summary": dg.MetadataValue.text(result.summary()),
+        "expectations": dg.MetadataValue.int(len(result.expectations)),
+    }
+    for key, value in result.stats.items():
+        metadata[key] = dg.MetadataValue.float(float(value))
+    for e in result.failures():
+        metadata[f"failed: {e.frame}.{e.column} {e.name}"] = dg.MetadataValue.json(
+            {"unexpected_count": e.unexpected_count, "element_count": e.element_count, "failing_rows": e.failing_rows}
+        )
+    return dg.AssetCheckResult(passed=result.passed, severity=severity, metadata=metadata)

@@ -1,36 +1,132 @@
-"""Resources: the DuckDB database and the pipeline's settings, both read from the environment."""
+"""Resources: the DuckDB database, the pipeline's settings and the LLM judge endpoint.
+
+Each field that comes from the environment is bound as a Dagster ``EnvVar`` when the variable is
+set (the UI shows the variable's name, never a secret's value) and keeps its default otherwise.
+Values are checked when a run initializes the resource, so a bad setting fails that run with the
+variable named, and importing the code location never fails or creates anything. The variables
+and their meaning are documented in :mod:`judge_assets.config`.
+"""
 
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Optional
+
 import dagster as dg
 from dagster_duckdb import DuckDBResource
+from pydantic import Field
 
-from judge_assets.config import settings
+from judge_assets.config import (
+    DEFAULT_LLM_ANNOTATORS,
+    DEFAULT_MATRIX_MAX_ANNOTATORS,
+    ConfigError,
+    parse_flag,
+    parse_mode,
+    parse_positive,
+    db_path,
+    split_csv,
+)
 from judge_assets.core.db import CONNECTION_CONFIG
-from judge_assets.core.matrix import DEFAULT_MAX_ANNOTATORS
+from judge_assets.core.scoring.llm_judge import JudgeConfig
 
 #: Every asset that writes the DuckDB file runs in this concurrency pool (limit 1 in the
 #: instance's dagster.yaml): DuckDB allows one writing process at a time.
 DB_POOL = "judge_duckdb"
 
 
-class PipelineConfig(dg.ConfigurableResource):
-    """Which judges are LLMs, the declared class set, and the pivot limit (launchpad-editable)."""
+class JudgeDuckDBResource(DuckDBResource):
+    """``DuckDBResource`` that creates the database's folder on first use (not at import)."""
 
-    llm_annotators: list[str]
-    labels: list[str] = []
-    matrix_max_annotators: int = DEFAULT_MAX_ANNOTATORS
+    @contextmanager
+    def get_connection(self):
+        Path(self.database).parent.mkdir(parents=True, exist_ok=True)
+        with super().get_connection() as con:
+            yield con
 
 
-def default_resources() -> dict[str, dg.ConfigurableResource]:
-    """Resources built from the environment (``JUDGE_DB``, ``JUDGE_LLM_ANNOTATORS``, ``JUDGE_LABELS``...)."""
-    s = settings()
-    s.db_path.parent.mkdir(parents=True, exist_ok=True)
+class PipelineResource(dg.ConfigurableResource):
+    """Which judges are LLMs, the declared class set, and the pivot limit (launchpad-editable).
+
+    ``llm_annotators`` and ``labels`` are comma-separated (``JUDGE_LLM_ANNOTATORS``, ``JUDGE_LABELS``)."""
+
+    llm_annotators: str = Field(default=",".join(DEFAULT_LLM_ANNOTATORS), description="Judges whose annotator_kind is llm, comma-separated")
+    labels: str = Field(default="", description="Class set of the generic schema in code order, comma-separated (empty: inferred)")
+    matrix_max_annotators: int = Field(default=DEFAULT_MATRIX_MAX_ANNOTATORS, description="Above this many annotators annotator_matrix stays long")
+
+    @property
+    def llm_annotator_names(self) -> tuple[str, ...]:
+        return split_csv(self.llm_annotators)
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        return split_csv(self.labels)
+
+
+class LLMJudgeResource(dg.ConfigurableResource):
+    """Where and how to call the LLM judge (see :class:`judge_assets.core.scoring.llm_judge.JudgeConfig`)."""
+
+    base_url: Optional[str] = Field(default=None, description="OpenAI-compatible base URL, e.g. http://localhost:8000/v1")
+    model: Optional[str] = Field(default=None, description="Judge model name")
+    api_key: Optional[str] = Field(default=None, repr=False, description="API key; bind with EnvVar, never a literal")
+    concurrency: int = Field(default=16, description="Requests in flight at once (online mode)")
+    timeout: str = Field(default="60", description="Seconds per request")
+    swap: str = Field(default="on", description="Also score with the answers swapped (position-bias control): on | off")
+    mode: str = Field(default="online", description="online | batch")
+    poll_interval: float = Field(default=10.0, description="Seconds between batch status polls")
+
+    @property
+    def is_configured(self) -> bool:
+        """True when a base URL and a model are set (the key may be empty for local servers).
+
+        Read it inside an asset, on the initialized resource: Dagster resolves ``EnvVar`` fields
+        only when a run initializes the resource."""
+        return bool(self.base_url and self.model)
+
+    def to_config(self) -> JudgeConfig:
+        """The core config; raises ConfigError naming the variable that is missing or invalid."""
+        if not self.is_configured:
+            missing = [name for name, value in (("JUDGE_LLM_BASE_URL", self.base_url), ("JUDGE_LLM_MODEL", self.model)) if not value]
+            raise ConfigError(f"the LLM judge is not configured: set {' and '.join(missing)}")
+        if self.concurrency <= 0:
+            raise ConfigError(f"JUDGE_LLM_CONCURRENCY must be > 0, got {self.concurrency}")
+        return JudgeConfig(
+            base_url=self.base_url,
+            model=self.model,
+            api_key=self.api_key or "",
+            concurrency=self.concurrency,
+            timeout=parse_positive("JUDGE_LLM_TIMEOUT", self.timeout, 60.0, float),
+            swap=parse_flag("JUDGE_LLM_SWAP", self.swap, True),
+            mode=parse_mode("JUDGE_LLM_MODE", self.mode),
+            poll_interval=self.poll_interval,
+        )
+
+
+def _env(name: str, default, kind: type = str):
+    """``EnvVar(name)`` (``EnvVar.int`` for ints) when the variable is set, else ``default``."""
+    if not os.environ.get(name, "").strip():
+        return default
+    return dg.EnvVar.int(name) if kind is int else dg.EnvVar(name)
+
+
+def project_resources() -> dict[str, dg.ConfigurableResource]:
+    """The resources of the code location, bound to the environment (see the module docstring)."""
+    key_var = next((n for n in ("JUDGE_LLM_API_KEY", "OPENAI_API_KEY") if os.environ.get(n, "").strip()), None)
     return {
-        "duckdb": DuckDBResource(database=str(s.db_path), connection_config=CONNECTION_CONFIG),
-        "pipeline": PipelineConfig(
-            llm_annotators=list(s.llm_annotators),
-            labels=list(s.labels),
-            matrix_max_annotators=s.matrix_max_annotators,
+        "duckdb": JudgeDuckDBResource(database=str(db_path()), connection_config=CONNECTION_CONFIG),
+        "pipeline": PipelineResource(
+            llm_annotators=_env("JUDGE_LLM_ANNOTATORS", ",".join(DEFAULT_LLM_ANNOTATORS)),
+            labels=_env("JUDGE_LABELS", ""),
+            matrix_max_annotators=_env("JUDGE_MATRIX_MAX_ANNOTATORS", DEFAULT_MATRIX_MAX_ANNOTATORS, int),
+        ),
+        "llm_judge": LLMJudgeResource(
+            base_url=_env("JUDGE_LLM_BASE_URL", None),
+            model=_env("JUDGE_LLM_MODEL", None),
+            api_key=dg.EnvVar(key_var) if key_var else None,
+            concurrency=_env("JUDGE_LLM_CONCURRENCY", 16, int),
+            timeout=_env("JUDGE_LLM_TIMEOUT", "60"),
+            swap=_env("JUDGE_LLM_SWAP", "on"),
+            mode=_env("JUDGE_LLM_MODE", "online"),
         ),
     }

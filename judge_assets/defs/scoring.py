@@ -1,20 +1,17 @@
-"""Assets of the ``scoring`` group: the LLM judge's logprob scores and the model prior CROWDLAB uses."""
+"""Group ``scoring``: the LLM judge's logprob scores and the model prior CROWDLAB uses, with their checks."""
 
 import time
 
 import dagster as dg
 import pandas as pd
-from dagster_duckdb import DuckDBResource
 
 from judge_assets.core.db import replace_table
-from judge_assets.core.judgments import stored_label_set
-from judge_assets.core.llm_judge import SCORE_COLUMNS, first_position_preference, score_items
-from judge_assets.core.prior import build_model_probs, prior_training_labels
-from judge_assets.core.validation import validate_llm_scores
-from judge_assets.defs.consensus_checks import asset_check_result
-from judge_assets.defs.llm_resource import LLMJudgeResource
-from judge_assets.defs.metadata import table_metadata
-from judge_assets.defs.resources import DB_POOL
+from judge_assets.core.scoring.llm_judge import SCORE_COLUMNS, first_position_preference, score_items
+from judge_assets.core.scoring.prior import build_model_probs, prior_training_labels
+from judge_assets.core.labels import stored_label_set
+from judge_assets.core.validation import validate_llm_scores, validate_probabilities
+from judge_assets.defs.metadata import asset_check_result, table_metadata
+from judge_assets.defs.resources import DB_POOL, JudgeDuckDBResource, LLMJudgeResource
 
 SCORER_NOTES = {
     "llm_logprobs": "LLM judge: swap-averaged first-token logprobs from the configured endpoint",
@@ -32,7 +29,7 @@ SCORER_NOTES = {
     description="Per item P(A), P(B), P(tie) from the LLM judge's first-token logprobs, both answer orders, cached "
     "in llm_score_cache. Empty when no endpoint is configured (JUDGE_LLM_BASE_URL / JUDGE_LLM_MODEL).",
 )
-def llm_judge_scores(context: dg.AssetExecutionContext, duckdb: DuckDBResource, llm_judge: LLMJudgeResource) -> dg.MaterializeResult:
+def llm_judge_scores(context: dg.AssetExecutionContext, duckdb: JudgeDuckDBResource, llm_judge: LLMJudgeResource) -> dg.MaterializeResult:
     with duckdb.get_connection() as con:
         if not llm_judge.is_configured:
             replace_table(con, "llm_judge_scores", pd.DataFrame({c: pd.Series(dtype=_dtype(c)) for c in SCORE_COLUMNS}))
@@ -69,7 +66,7 @@ def _dtype(column: str) -> str:
 
 
 @dg.asset_check(asset="llm_judge_scores", blocking=True, description="GX: every item covered; scored rows sum to 1 ± 1e-6, values in [0, 1], label_mass in (0, 1].")
-def llm_judge_scores_valid(duckdb: DuckDBResource) -> dg.AssetCheckResult:
+def llm_judge_scores_valid(duckdb: JudgeDuckDBResource) -> dg.AssetCheckResult:
     with duckdb.get_connection() as con:
         scores = con.execute("SELECT * FROM llm_judge_scores").df()
         item_ids = con.execute("SELECT item_id FROM items").df()["item_id"]
@@ -86,7 +83,7 @@ def llm_judge_scores_valid(duckdb: DuckDBResource) -> dg.AssetCheckResult:
     description="The model prior CROWDLAB consumes: p_<label> per item and the scorer it came from — LLM logprob scores "
     "where they exist, else an out-of-fold classifier (not an LLM).",
 )
-def model_probs(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
+def model_probs(context: dg.AssetExecutionContext, duckdb: JudgeDuckDBResource) -> dg.MaterializeResult:
     with duckdb.get_connection() as con:
         classes = stored_label_set(con).labels
         items = con.execute("SELECT * FROM items ORDER BY item_id").df()
@@ -103,3 +100,14 @@ def model_probs(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg
                 "scorers": dg.MetadataValue.md("\n".join(f"- **{k}** ({scorers[k]} items): {SCORER_NOTES[k]}" for k in scorers)),
             }
         )
+
+
+@dg.asset_check(asset="model_probs", blocking=True, description="model_probs rows sum to 1 ± 1e-6, every probability in [0, 1].")
+def model_probs_are_probabilities(duckdb: JudgeDuckDBResource) -> dg.AssetCheckResult:
+    with duckdb.get_connection() as con:
+        classes = stored_label_set(con).labels
+        probs = con.execute("SELECT * FROM model_probs").df()
+    return asset_check_result(validate_probabilities(probs, classes))
+
+
+scoring_checks = [llm_judge_scores_valid, model_probs_are_probabilities]

@@ -1,4 +1,4 @@
-"""One Dagster asset per SQL model file in ``dbt_like_sql/`` (see ``judge_assets.core.sql_models``).
+"""One Dagster asset per SQL model file in ``dbt_like_sql/`` (see ``judge_assets.core.sql.models``).
 
 Adding a model = dropping a ``.sql`` file into the folder and reloading the code location.
 A model reading a table that is neither an upstream asset nor another model fails here, when
@@ -10,11 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 
-from judge_assets.core.sql_models import SqlModel, discover_models, materialize_model, order_models, validate_models
+from judge_assets.core.sql.models import SqlModel, discover_models, materialize_model, order_models, validate_models
 from judge_assets.defs.metadata import table_metadata
-from judge_assets.defs.resources import DB_POOL
+from judge_assets.defs.resources import DB_POOL, JudgeDuckDBResource
 
 SQL_MODELS_DIR = Path(__file__).resolve().parents[2] / "dbt_like_sql"
 
@@ -32,7 +31,7 @@ def _model_asset(model: SqlModel) -> dg.AssetsDefinition:
         kinds={"duckdb", "sql"},
         pool=DB_POOL,
     )
-    def _asset(duckdb: DuckDBResource) -> dg.MaterializeResult:
+    def _asset(duckdb: JudgeDuckDBResource) -> dg.MaterializeResult:
         with duckdb.get_connection() as con:
             materialize_model(con, model)
             metadata = table_metadata(con, model.name)

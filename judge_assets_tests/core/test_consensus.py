@@ -9,20 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from cleanlab.multiannotator import get_label_quality_multiannotator
-from dagster_duckdb import DuckDBResource
+from judge_assets.defs.resources import JudgeDuckDBResource
 
-from judge_assets.core.consensus import (
-    FALLBACK_METHOD,
-    build_consensus_tables,
-    crowdlab,
-    dawid_skene,
-    plot_quality_by_group,
-    plot_reliability,
-    reliability_table,
-    robust_crowdlab,
-)
+from judge_assets.core.consensus.methods import FALLBACK_METHOD, crowdlab, dawid_skene, robust_crowdlab
+from judge_assets.core.consensus.tables import build_consensus_tables, reliability_table
+from judge_assets.core.plots import plot_quality_by_group, plot_reliability
 from judge_assets.core.labels import PAIRWISE_LABELS
-from judge_assets.core.votes import Votes
+from judge_assets.core.consensus.votes import Votes
 from judge_assets_tests.core.consensus_fixtures import dirichlet_probs, items_of, mt_bench_judgments, synthetic_judgments
 
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
@@ -276,17 +269,16 @@ def _seed_db(path, judgments: pd.DataFrame, probs: pd.DataFrame) -> None:
 
 
 def test_consensus_asset_writes_every_table_and_checks_pass(tmp_path):
-    from judge_assets.defs.consensus import CONSENSUS_TABLES, consensus_assets
-    from judge_assets.defs.consensus_checks import consensus_checks
-    from judge_assets.defs.resources import PipelineConfig
+    from judge_assets.defs.consensus import CONSENSUS_TABLES, consensus, consensus_checks
+    from judge_assets.defs.resources import PipelineResource
 
     judgments, _ = synthetic_judgments(n_items=40, accuracies={HOSTILE[0]: 0.9, HOSTILE[1]: 0.8, "llm_x": 0.8}, seed=2)
     judgments["category"] = "writing"
     db = tmp_path / "judge.duckdb"
     _seed_db(db, judgments, dirichlet_probs(judgments["item_id"].unique(), CLASSES))
     result = dg.materialize(
-        [*consensus_assets, *consensus_checks],
-        resources={"duckdb": DuckDBResource(database=str(db)), "pipeline": PipelineConfig(llm_annotators=["llm_x"])},
+        [consensus, *consensus_checks],
+        resources={"duckdb": JudgeDuckDBResource(database=str(db)), "pipeline": PipelineResource(llm_annotators="llm_x")},
         run_config={"ops": {"consensus": {"config": {"include_glad": False}}}},
         selection=dg.AssetSelection.assets(*CONSENSUS_TABLES),
     )

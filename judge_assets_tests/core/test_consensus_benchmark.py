@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from judge_assets.core import consensus_benchmark as cb
-from judge_assets.core.prior import item_features, prior_training_labels
+from judge_assets.core.plots import plot_benchmark
+from judge_assets.core.reports import consensus_benchmark as cb
+from judge_assets.core.scoring.prior import item_features, prior_training_labels
 
 PAIRWISE = ("A", "B", "tie")
 
@@ -141,7 +142,7 @@ def test_report_table_and_plot():
     table = cb.markdown_table(summary)
     assert f"| **{cb.DEFAULT_METHOD}** (default) | 70.2% ± 0.4 | 400 |" in table
     assert "| majority vote | 68.0% ± 0.7 | 400 |" in table
-    fig = cb.plot_benchmark(summary)
+    fig = plot_benchmark(summary)
     assert len(fig.axes[0].patches) == 2
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from cleanlab.multiannotator import get_label_quality_multiannotator, get_majority_vote_label
 
-from judge_assets.core.crowdlab import _segment_sums, crowdlab, crowdlab_reference, majority_vote
-from judge_assets.core.votes import CrowdlabResult, Votes
+from judge_assets.core.consensus.crowdlab import _segment_sums, crowdlab, crowdlab_reference, majority_vote
+from judge_assets.core.consensus.votes import CrowdlabResult, Votes
 
 EXACT_FIELDS = ("consensus_label", "worst_class", "num_annotations", "num_examples_labeled")
 SCORE_FIELDS = (

@@ -8,21 +8,14 @@ import pandas as pd
 import pytest
 
 from judge_assets.config import BUNDLED_DATA_DIR
-from judge_assets.core.ingest import (
-    active_learning_ranking,
-    append_annotator_history,
-    build_label_next,
-    changes,
-    check_file,
-    plot_annotator_drift,
-    quarantine,
-    snapshot,
-    stage_file,
-    stored_classes,
-    stored_column_types,
-)
-from judge_assets.core.sources import JudgmentInputError, file_batch, record_batch
-from judge_assets.core.votes import Votes
+from judge_assets.core.consensus.active_learning import active_learning_ranking, build_label_next
+from judge_assets.core.labels import stored_label_set
+from judge_assets.core.plots import plot_annotator_drift
+from judge_assets.core.reports.changes import changes, snapshot
+from judge_assets.core.reports.history import append_annotator_history
+from judge_assets.core.sources.gate import check_file, quarantine, stage_file, stored_column_types
+from judge_assets.core.sources.batches import JudgmentInputError, file_batch, record_batch
+from judge_assets.core.consensus.votes import Votes
 
 
 @pytest.fixture
@@ -36,7 +29,7 @@ def human_slice(tmp_path):
 
 def test_check_file_accepts_a_valid_slice_against_the_stored_data(mt_bench_db, human_slice):
     con = duckdb.connect(str(mt_bench_db), read_only=True)
-    batch, schema = check_file(human_slice, stored_classes(con), stored_column_types(con))
+    batch, schema = check_file(human_slice, stored_label_set(con).labels, stored_column_types(con))
     con.close()
     assert schema == "pairwise"
     assert batch.batch_id == file_batch(human_slice).batch_id
@@ -117,7 +110,7 @@ def _annotator_stats(con, quality: dict[str, float]) -> None:
 
 def test_history_appends_one_snapshot_per_rebuild_keyed_by_the_latest_batch(tmp_path):
     con = duckdb.connect(str(tmp_path / "h.duckdb"))
-    from judge_assets.core.sources import Batch
+    from judge_assets.core.sources.batches import Batch
 
     record_batch(con, Batch("b1", "file", "/x/b1.parquet"), "pairwise", 5)
     _annotator_stats(con, {"ann1": 0.9, "ann2": 0.6})

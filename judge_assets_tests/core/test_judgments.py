@@ -7,8 +7,10 @@ import json
 import duckdb
 import pytest
 
-from judge_assets.core.judgments import build_items, build_judgments, item_key, stored_label_set
-from judge_assets.core.sources import file_batch, load_batch, validate_batch, write_batch
+from judge_assets.core.keys import item_key
+from judge_assets.core.labels import stored_label_set
+from judge_assets.core.votes.judgments import build_items, build_judgments
+from judge_assets.core.sources.batches import file_batch, load_batch, validate_batch, write_batch
 
 
 def test_mt_bench_counts(mt_bench_db):

@@ -10,12 +10,13 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
-from dagster_duckdb import DuckDBResource
+from judge_assets.defs.resources import JudgeDuckDBResource
 
 from judge_assets.config import BUNDLED_DATA_DIR
 from judge_assets.core.db import connect, replace_table
-from judge_assets.core.leaderboard import BradleyTerry, model_leaderboard, plot_leaderboard
-from judge_assets.defs.leaderboard import model_leaderboard as model_leaderboard_asset
+from judge_assets.core.plots import plot_leaderboard
+from judge_assets.core.reports.leaderboard import BradleyTerry, model_leaderboard
+from judge_assets.defs.reports import model_leaderboard as model_leaderboard_asset
 
 THREE_TO_ONE = 400 * math.log10(3)  # Elo gap of a 75% win rate
 
@@ -151,7 +152,7 @@ def test_model_leaderboard_asset_writes_table_and_plot(tmp_path):
     con.close()
     result = dg.materialize(
         [dg.AssetSpec("consensus_labels"), dg.AssetSpec("judgments"), model_leaderboard_asset],
-        resources={"duckdb": DuckDBResource(database=str(path))},
+        resources={"duckdb": JudgeDuckDBResource(database=str(path))},
         selection=[model_leaderboard_asset.key],
     )
     assert result.success

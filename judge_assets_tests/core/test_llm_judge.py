@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from judge_assets.core.llm_judge import (
+from judge_assets.core.scoring.llm_judge import (
     CACHE_TABLE,
     PROMPT_VERSION,
     SCORE_COLUMNS,
@@ -23,7 +23,7 @@ from judge_assets.core.llm_judge import (
     render_messages,
     score_items,
 )
-from judge_assets.defs.llm_resource import LLMJudgeResource, llm_judge_resource_from_env
+from judge_assets.defs.resources import LLMJudgeResource, project_resources
 from judge_assets_tests.fake_openai import NO_LABEL_MARKER
 
 KEY = "sk-test-Zq81tSECRETkeyVALUE"
@@ -353,7 +353,7 @@ def test_resource_reads_env_and_hides_the_key(monkeypatch, fake_openai, tmp_path
     monkeypatch.setenv("JUDGE_LLM_MODEL", "judge-1")
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     monkeypatch.setenv("JUDGE_LLM_CONCURRENCY", "4")
-    resource = llm_judge_resource_from_env()
+    resource = project_resources()["llm_judge"]
     assert KEY not in repr(resource)
 
     @dg.asset
@@ -375,14 +375,27 @@ def test_resource_reads_env_and_hides_the_key(monkeypatch, fake_openai, tmp_path
 def test_resource_unconfigured_and_bad_env(monkeypatch):
     for name in ("JUDGE_LLM_BASE_URL", "JUDGE_LLM_MODEL", "JUDGE_LLM_API_KEY", "OPENAI_API_KEY", "JUDGE_LLM_CONCURRENCY"):
         monkeypatch.delenv(name, raising=False)
-    resource = llm_judge_resource_from_env()
+    resource = project_resources()["llm_judge"]
     assert not resource.is_configured
     with pytest.raises(ValueError, match="set JUDGE_LLM_BASE_URL and JUDGE_LLM_MODEL"):
         resource.to_config()
+
+    seen = {}
+
+    @dg.asset
+    def judged(llm: LLMJudgeResource) -> None:
+        cfg = llm.to_config()
+        seen.update(swap=cfg.swap, mode=cfg.mode)
+
+    monkeypatch.setenv("JUDGE_LLM_BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("JUDGE_LLM_MODEL", "m")
     monkeypatch.setenv("JUDGE_LLM_SWAP", "maybe")
-    with pytest.raises(ValueError, match="JUDGE_LLM_SWAP='maybe'"):
-        llm_judge_resource_from_env()
+    resource = project_resources()["llm_judge"]  # a bad value never fails the import
+    result = dg.materialize([judged], resources={"llm": resource}, raise_on_error=False)
+    assert not result.success
+    failure = result.get_step_failure_events()[0].step_failure_data.error
+    assert "JUDGE_LLM_SWAP='maybe'" in str(failure.message) + str(failure.cause and failure.cause.message)
     monkeypatch.setenv("JUDGE_LLM_SWAP", "off")
     monkeypatch.setenv("JUDGE_LLM_MODE", "batch")
-    resource = llm_judge_resource_from_env()
-    assert resource.swap is False and resource.mode == "batch"
+    assert dg.materialize([judged], resources={"llm": project_resources()["llm_judge"]}).success
+    assert seen == {"swap": False, "mode": "batch"}

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 from cleanlab.multiannotator import get_majority_vote_label
 
-from judge_assets.core.majority import majority_vote, majority_vote_table
-from judge_assets.core.votes import Votes
+from judge_assets.core.consensus.majority import majority_vote, majority_vote_table
+from judge_assets.core.consensus.votes import Votes
 
 
 def test_majority_table_matches_cleanlab_on_mt_bench(mt_bench_db):

@@ -6,7 +6,7 @@ import duckdb
 import pytest
 
 from judge_assets.core.db import quote_ident
-from judge_assets.core.matrix import build_annotator_matrix, column_names
+from judge_assets.core.votes.matrix import build_annotator_matrix, column_names
 
 HOSTILE = ['x"; DROP TABLE judgments; --', "O'Brien", "a b", "item_id", "ITEM_ID", "Alice", "alice", "select", ""]
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from judge_assets.core.prior import (
+from judge_assets.core.scoring.prior import (
     MIN_PROB,
     build_model_probs,
     classifier_prior,

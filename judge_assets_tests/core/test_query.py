@@ -9,7 +9,7 @@ from decimal import Decimal
 import duckdb
 import pytest
 
-from judge_assets.core.query import QueryError, format_csv, format_json, format_table, list_relations, run_query
+from judge_assets.core.sql.query import QueryError, format_csv, format_json, format_table, list_relations, run_query
 
 
 @pytest.fixture

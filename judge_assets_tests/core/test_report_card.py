@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from judge_assets.core.report_card import REPORT_COLUMNS, fastchat_agreement, judge_metrics, judge_report_card, logprob_judge_votes
+from judge_assets.core.reports.report_card import REPORT_COLUMNS, fastchat_agreement, judge_metrics, judge_report_card, logprob_judge_votes
 from judge_assets_tests.core.consensus_fixtures import mt_bench_judgments
 
 CLASSES = ("A", "B", "tie")

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from judge_assets.config import BUNDLED_DATA_DIR
-from judge_assets.core.sources import (
+from judge_assets.core.sources.batches import (
     Batch,
     JudgmentInputError,
     file_batch,

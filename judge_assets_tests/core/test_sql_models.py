@@ -9,10 +9,10 @@ import dagster as dg
 import duckdb
 import pandas as pd
 import pytest
-from dagster_duckdb import DuckDBResource
+from judge_assets.defs.resources import JudgeDuckDBResource
 
 from judge_assets.core.db import connect, replace_table
-from judge_assets.core.sql_models import (
+from judge_assets.core.sql.models import (
     SqlModelError,
     discover_models,
     materialize_model,
@@ -370,7 +370,7 @@ def test_shipped_assets_materialize_with_dagster(synthetic_db):
     assert deps["judge_human_agreement"] == {"judgments", "human_consensus_labels"}
     result = dg.materialize(
         [*stub_upstream(), *assets],
-        resources={"duckdb": DuckDBResource(database=str(synthetic_db))},
+        resources={"duckdb": JudgeDuckDBResource(database=str(synthetic_db))},
         selection=[a.key for a in assets],
     )
     assert result.success

@@ -7,7 +7,7 @@ import duckdb as ddb
 import numpy as np
 import pandas as pd
 import pytest
-from dagster_duckdb import DuckDBResource
+from judge_assets.defs.resources import JudgeDuckDBResource
 
 from judge_assets.core.validation import (
     MAX_FAILING_ROWS,
@@ -82,7 +82,7 @@ def test_scores_allow_null_and_cap_failing_rows():
 
 
 def test_blocking_model_probs_check_fails_and_lists_rows(tmp_path):
-    from judge_assets.defs.consensus_checks import model_probs_are_probabilities
+    from judge_assets.defs.scoring import model_probs_are_probabilities
 
     db = tmp_path / "judge.duckdb"
     con = ddb.connect(str(db))
@@ -96,7 +96,7 @@ def test_blocking_model_probs_check_fails_and_lists_rows(tmp_path):
 
     result = dg.materialize(
         [model_probs_stub, model_probs_are_probabilities],
-        resources={"duckdb": DuckDBResource(database=str(db))},
+        resources={"duckdb": JudgeDuckDBResource(database=str(db))},
         raise_on_error=False,
     )
     [evaluation] = result.get_asset_check_evaluations()

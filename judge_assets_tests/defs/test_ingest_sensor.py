@@ -10,26 +10,25 @@ import dagster as dg
 import duckdb
 import pandas as pd
 import pytest
-from dagster_duckdb import DuckDBResource
 
 from judge_assets.config import BUNDLED_DATA_DIR
-from judge_assets.core.sources import Batch, file_batch, record_batch
+from judge_assets.core.sources.batches import Batch, file_batch, record_batch
 from judge_assets.definitions import defs as project_defs
-from judge_assets.defs.ingest import (
-    annotation_inbox,
-    automation_sensors,
-    ingest_assets,
-    with_automation,
-)
-from judge_assets.defs.judgments import items, judgments
-from judge_assets.defs.majority import majority_vote_labels
-from judge_assets.defs.matrix import annotator_matrix
-from judge_assets.defs.resources import PipelineConfig
-from judge_assets.defs.sources import (
-    annotation_batches,
-    mt_bench_questions,
-    raw_judgments,
-)
+from judge_assets.defs.automation import judge_assets_automation, with_automation
+from judge_assets.defs.consensus import majority_vote_labels
+from judge_assets.defs.reports import annotator_stats_history, label_next
+from judge_assets.defs.resources import JudgeDuckDBResource, PipelineResource
+from judge_assets.defs.sources import annotation_batches, annotation_inbox, mt_bench_questions, raw_judgments
+from judge_assets.defs.votes import annotator_matrix, items, judgments
+
+
+def _skipped(result) -> str | None:
+    """The skip message of a tick that requested nothing (a SkipReason or a SensorResult carrying one)."""
+    if isinstance(result, dg.SkipReason):
+        return result.skip_message
+    if isinstance(result, dg.SensorResult) and not result.run_requests and result.skip_reason:
+        return result.skip_reason.skip_message
+    return None
 
 
 def _drop(inbox, name: str, frame: pd.DataFrame):
@@ -46,7 +45,7 @@ def _drop(inbox, name: str, frame: pd.DataFrame):
 
 
 def _tick(instance, db, cursor=None):
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"duckdb": DuckDBResource(database=str(db))})
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"duckdb": JudgeDuckDBResource(database=str(db))})
     return annotation_inbox(context)
 
 
@@ -68,7 +67,7 @@ def test_a_new_file_becomes_a_partition_and_a_run_once(inbox, mt_bench_db):
     assert [(r.partitions_def_name, list(r.partition_keys)) for r in result.dynamic_partitions_requests] == [
         (annotation_batches.name, [batch_id])
     ]
-    assert json.loads(result.cursor) == [batch_id.rsplit("-", 1)[1]]
+    assert list(json.loads(result.cursor)) == ["round2.parquet"]  # only files in the inbox: bounded
     con = duckdb.connect(str(mt_bench_db), read_only=True)
     location = con.execute("SELECT location FROM annotation_batches WHERE batch_id = ?", [batch_id]).fetchone()[0]
     con.close()
@@ -76,12 +75,12 @@ def test_a_new_file_becomes_a_partition_and_a_run_once(inbox, mt_bench_db):
     assert len(pd.read_parquet(location)) == 30
 
     again = _tick(instance, mt_bench_db, cursor=result.cursor)
-    assert isinstance(again, dg.SkipReason)
+    assert _skipped(again)
     copy = inbox / "same_votes_other_name.parquet"
     copy.write_bytes(path.read_bytes())
     os.utime(copy, (time.time() - 60,) * 2)
     third = _tick(instance, mt_bench_db, cursor=result.cursor)
-    assert isinstance(third, dg.SkipReason) and path.exists()
+    assert _skipped(third) and path.exists()
 
 
 def test_a_bad_file_is_quarantined_with_its_reason_and_nothing_is_registered(inbox, mt_bench_db):
@@ -97,7 +96,7 @@ def test_a_bad_file_is_quarantined_with_its_reason_and_nothing_is_registered(inb
 
     good_id = file_batch(good).batch_id
     assert [r.partition_key for r in result.run_requests] == [good_id]
-    assert json.loads(result.cursor) == [good_id.rsplit("-", 1)[1]]  # the refused file is not marked as seen
+    assert list(json.loads(result.cursor)) == ["fine.jsonl"]  # the refused file left the inbox
     assert not (inbox / "typo.jsonl").exists()
     reason = (inbox / "rejected" / "typo.jsonl.error.txt").read_text()
     assert "typo.jsonl, row 4, column 'winner': is not one of" in reason and "'model_c'" in reason
@@ -111,7 +110,7 @@ def test_files_still_being_written_are_left_for_the_next_tick(inbox, mt_bench_db
     (inbox / "half.parquet").write_bytes(b"PAR1 not yet complete")
     (inbox / "upload.csv.partial").write_text("question_id\n")
     result = _tick(dg.DagsterInstance.ephemeral(), mt_bench_db)
-    assert isinstance(result, dg.SkipReason)
+    assert _skipped(result)
     assert (inbox / "half.parquet").exists() and not (inbox / "rejected").exists()
 
 
@@ -122,12 +121,12 @@ def test_project_assets_are_eager_and_partitions_are_left_to_the_sensor():
     assert conditions["judgments"].get_label() == "eager" and conditions["label_next"].get_label() == "eager"
     dg.Definitions.validate_loadable(project_defs)
     assert {s.name for s in project_defs.sensors} == {"annotation_inbox", "judge_assets_automation"}
-    assert all(s.default_status == dg.DefaultSensorStatus.STOPPED for s in automation_sensors)
+    assert all(s.default_status == dg.DefaultSensorStatus.STOPPED for s in (annotation_inbox, judge_assets_automation))
 
 
 def test_a_new_partition_triggers_the_downstream_rebuild_once(tmp_path):
     db = tmp_path / "judge.duckdb"
-    resources = {"duckdb": DuckDBResource(database=str(db)), "pipeline": PipelineConfig(llm_annotators=["gpt4_pair"])}
+    resources = {"duckdb": JudgeDuckDBResource(database=str(db)), "pipeline": PipelineResource(llm_annotators="gpt4_pair")}
     assets = with_automation([raw_judgments, mt_bench_questions, judgments, items, annotator_matrix, majority_vote_labels])
     first = pd.read_parquet(BUNDLED_DATA_DIR / "human.parquet").iloc[:200]
     second = pd.read_parquet(BUNDLED_DATA_DIR / "human.parquet").iloc[200:260]
@@ -159,7 +158,7 @@ def test_the_sensor_skips_the_tick_while_another_process_writes_the_database(inb
     import subprocess
     import sys
 
-    import judge_assets.defs.ingest as ingest_defs
+    import judge_assets.defs.sources as ingest_defs
 
     monkeypatch.setattr(ingest_defs, "SENSOR_DB_WAIT_S", 0.3)
     path = _drop(inbox, "later.parquet", pd.read_parquet(BUNDLED_DATA_DIR / "human.parquet").iloc[:3])
@@ -172,7 +171,7 @@ def test_the_sensor_skips_the_tick_while_another_process_writes_the_database(inb
         result = _tick(dg.DagsterInstance.ephemeral(), mt_bench_db)
     finally:
         holder.communicate("", timeout=30)
-    assert isinstance(result, dg.SkipReason) and "locked by another process" in result.skip_message
+    assert _skipped(result) and "locked by another process" in _skipped(result)
     assert path.exists()
     retry = _tick(dg.DagsterInstance.ephemeral(), mt_bench_db)
     assert [r.partition_key for r in retry.run_requests] == [file_batch(path).batch_id]
@@ -187,9 +186,9 @@ def test_history_and_label_next_assets_materialize_with_a_drift_plot(mt_bench_db
     )
     con.execute("CREATE TABLE model_probs AS SELECT item_id, 0.45 AS p_A, 0.45 AS p_B, 0.1 AS p_tie, 'uniform' AS scorer FROM items")
     con.close()
-    resources = {"duckdb": DuckDBResource(database=str(mt_bench_db))}
+    resources = {"duckdb": JudgeDuckDBResource(database=str(mt_bench_db))}
     for _ in range(2):
-        result = dg.materialize(ingest_assets, resources=resources)
+        result = dg.materialize([annotator_stats_history, label_next], resources=resources)
         assert result.success
     history = result.asset_materializations_for_node("annotator_stats_history")[0].metadata
     assert history["snapshot"].value == 2 and history["latest_batch_id"].value == "mt_bench-gpt4_pair"

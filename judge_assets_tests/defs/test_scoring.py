@@ -6,10 +6,9 @@ import json
 
 import dagster as dg
 import duckdb
-from dagster_duckdb import DuckDBResource
+from judge_assets.defs.resources import JudgeDuckDBResource
 
-from judge_assets.defs.llm_resource import llm_judge_resource_from_env
-from judge_assets.defs.resources import PipelineConfig
+from judge_assets.defs.resources import PipelineResource, project_resources
 from judge_assets.defs.scoring import llm_judge_scores, llm_judge_scores_valid, model_probs
 
 KEY = "sk-test-scoring-SECRET-0451"
@@ -21,9 +20,9 @@ def _materialize(db, instance):
         [llm_judge_scores, model_probs, llm_judge_scores_valid],
         instance=instance,
         resources={
-            "duckdb": DuckDBResource(database=str(db)),
-            "llm_judge": llm_judge_resource_from_env(),
-            "pipeline": PipelineConfig(llm_annotators=["gpt4_pair"]),
+            "duckdb": JudgeDuckDBResource(database=str(db)),
+            "llm_judge": project_resources()["llm_judge"],
+            "pipeline": PipelineResource(llm_annotators="gpt4_pair"),
         },
     )
 

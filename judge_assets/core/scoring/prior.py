@@ -228,10 +228,10 @@ def prior_training_labels(judgments: pd.DataFrame, classes: tuple[str, ...], *, 
     LLM votes get no training label (the classifier predicts them like any unlabelled item), so
     the prior stays independent of the LLM judge that CROWDLAB also weighs as an annotator.
     Without an ``annotator_kind`` column (generic schema) or without human votes every vote
-    counts. Ties between classes follow :func:`judge_assets.core.majority.majority_vote`.
+    counts. Ties between classes follow :func:`judge_assets.core.consensus.majority.majority_vote`.
     """
-    from judge_assets.core.majority import majority_vote
-    from judge_assets.core.votes import Votes
+    from judge_assets.core.consensus.majority import majority_vote
+    from judge_assets.core.consensus.votes import Votes
 
     frame = judgments
     if "annotator_kind" in judgments.columns and (judgments["annotator_kind"] == "human").any():

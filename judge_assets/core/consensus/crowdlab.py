@@ -3,7 +3,7 @@
 :func:`crowdlab` returns what ``cleanlab.multiannotator.get_label_quality_multiannotator``
 returns with its defaults (``consensus_method="best_quality"``, ``quality_method="crowdlab"``,
 ``calibrate_probs=False``, ``self_confidence`` label quality scores). It works on the long
-(item, annotator, label) form of :class:`~judge_assets.core.votes.Votes` and never builds
+(item, annotator, label) form of :class:`~judge_assets.core.consensus.votes.Votes` and never builds
 the dense n_items × n_annotators matrix. Memory is O(n_votes + n_items·K + n_annotators·K),
 and time is a few sorts plus bincounts over the votes.
 
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from judge_assets.core.votes import CrowdlabResult, Votes
+from judge_assets.core.consensus.votes import CrowdlabResult, Votes
 
 #: cleanlab.internal.constants.CLIPPING_LOWER_BOUND, the floor of cleanlab's error-ratio clips.
 CLIPPING_LOWER_BOUND = 1e-6

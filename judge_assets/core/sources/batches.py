@@ -23,7 +23,8 @@ import duckdb
 import pyarrow as pa
 
 from judge_assets.config import BUNDLED_DATA_DIR, BUNDLED_SOURCE
-from judge_assets.core.db import quote_ident, table_columns, transaction
+from judge_assets.core.db import quote_ident, quote_literal, table_columns, transaction
+from judge_assets.core.keys import pairwise_vote_key_sql
 from judge_assets.core.labels import WINNER_TO_LABEL
 
 FILE_BUILDERS = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".csv": "csv"}
@@ -218,7 +219,7 @@ def validate_batch(
         q = quote_ident(column)
         checks.append((column, "is empty", f"{q} IS NULL OR trim(CAST({q} AS VARCHAR)) = ''"))
     if schema == "pairwise":
-        winners = ", ".join(f"'{w}'" for w in WINNER_TO_LABEL)
+        winners = ", ".join(map(quote_literal, WINNER_TO_LABEL))
         checks += [
             ("question_id", "is not an integer", "TRY_CAST(question_id AS BIGINT) IS NULL OR TRY_CAST(question_id AS DOUBLE) <> TRY_CAST(question_id AS BIGINT)"),
             ("winner", f"is not one of {', '.join(WINNER_TO_LABEL)}", f"CAST(winner AS VARCHAR) NOT IN ({winners})"),
@@ -229,10 +230,10 @@ def validate_batch(
         for column in ("conversation_a", "conversation_b"):
             if column in table.column_names and not _is_message_list(table.schema.field(column).type):
                 raise JudgmentInputError(source, "must be a list of {role, content} messages", column=column, row=1)
-        key = "question_id, coalesce(TRY_CAST(turn AS BIGINT), 1), least(model_a, model_b), greatest(model_a, model_b), judge" if "turn" in table.column_names else "question_id, least(model_a, model_b), greatest(model_a, model_b), judge"
+        key = pairwise_vote_key_sql("turn" in table.column_names)
     else:
         if classes:
-            labels = ", ".join("'" + c.replace("'", "''") + "'" for c in classes)
+            labels = ", ".join(map(quote_literal, classes))
             checks.append(("label", f"is not in the class set {', '.join(classes)}", f"CAST(label AS VARCHAR) NOT IN ({labels})"))
         key = "item_id, annotator"
     for column, problem, predicate in checks:

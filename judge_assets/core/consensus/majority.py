@@ -12,9 +12,9 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from judge_assets.core import crowdlab as crowdlab_engine
+from judge_assets.core.consensus import crowdlab as crowdlab_engine
 from judge_assets.core.db import quote_ident
-from judge_assets.core.votes import Votes
+from judge_assets.core.consensus.votes import Votes
 
 
 def majority_vote(votes: Votes, pred_probs: np.ndarray | None = None, seed: int = 0) -> np.ndarray:
@@ -22,7 +22,7 @@ def majority_vote(votes: Votes, pred_probs: np.ndarray | None = None, seed: int 
 
     ``pred_probs``: optional shape (n_items, K) model probabilities for tiebreak (1).
     ``seed`` fixes tiebreak (4). Every item needs at least one vote. Computed on the sparse votes by
-    :func:`judge_assets.core.crowdlab.majority_vote`, identical to cleanlab's dense function.
+    :func:`judge_assets.core.consensus.crowdlab.majority_vote`, identical to cleanlab's dense function.
     """
     state = np.random.get_state()
     np.random.seed(seed)

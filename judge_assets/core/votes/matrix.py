@@ -17,10 +17,8 @@ from dataclasses import dataclass
 
 import duckdb
 
-from judge_assets.config import Settings
+from judge_assets.config import DEFAULT_MATRIX_MAX_ANNOTATORS
 from judge_assets.core.db import quote_ident, quote_literal, transaction
-
-DEFAULT_MAX_ANNOTATORS = Settings.matrix_max_annotators
 
 
 def column_names(annotators: list[str]) -> list[str]:
@@ -46,7 +44,7 @@ class MatrixSummary:
     renamed: dict[str, str]
 
 
-def build_annotator_matrix(con: duckdb.DuckDBPyConnection, max_annotators: int = DEFAULT_MAX_ANNOTATORS) -> MatrixSummary:
+def build_annotator_matrix(con: duckdb.DuckDBPyConnection, max_annotators: int = DEFAULT_MATRIX_MAX_ANNOTATORS) -> MatrixSummary:
     """(Re)build ``annotator_matrix`` and ``annotator_matrix_columns`` from ``judgments``."""
     annotators = [
         row[0] for row in con.execute("SELECT DISTINCT annotator FROM judgments ORDER BY annotator").fetchall()

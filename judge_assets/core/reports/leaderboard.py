@@ -248,34 +248,3 @@ def model_leaderboard(
             }
         )
     return pd.concat(parts, ignore_index=True)
-
-
-def plot_leaderboard(leaderboard: pd.DataFrame):
-    """Ratings with their intervals, one marker per source, models ordered by the first
-    source's rating (best at the top). Returns a matplotlib Figure (Agg backend)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    sources = [s for s in SOURCES if s in set(leaderboard["source"])] + sorted(
-        set(leaderboard["source"]) - set(SOURCES)
-    )
-    order = (
-        leaderboard[leaderboard["source"] == sources[0]].sort_values("rating")["model"].tolist()
-    )
-    order += sorted(set(leaderboard["model"]) - set(order))
-    position = {m: k for k, m in enumerate(order)}
-    fig, ax = plt.subplots(figsize=(8, 0.45 * len(order) + 1.5))
-    offsets = np.linspace(-0.2, 0.2, len(sources)) if len(sources) > 1 else [0.0]
-    for source, offset in zip(sources, offsets):
-        part = leaderboard[leaderboard["source"] == source]
-        y = part["model"].map(position).to_numpy() + offset
-        err = np.vstack([part["rating"] - part["ci_low"], part["ci_high"] - part["rating"]])
-        ax.errorbar(part["rating"], y, xerr=np.clip(err, 0, None), fmt="o", capsize=3, label=source)
-    ax.set_yticks(range(len(order)), order)
-    ax.axvline(ELO_BASE_RATING, color="grey", linewidth=0.8, linestyle=":")
-    ax.set_xlabel("Bradley-Terry rating (Elo scale, mean 1000) with 95% bootstrap interval")
-    ax.legend(title="source", loc="lower right")
-    fig.tight_layout()
-    return fig

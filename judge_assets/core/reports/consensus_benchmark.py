@@ -32,9 +32,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from judge_assets.core.consensus import dawid_skene, glad, prior_matrix, robust_crowdlab
-from judge_assets.core.majority import majority_vote
-from judge_assets.core.prior import (
+from judge_assets.core.consensus.methods import dawid_skene, glad, robust_crowdlab
+from judge_assets.core.consensus.tables import prior_matrix
+from judge_assets.core.consensus.majority import majority_vote
+from judge_assets.core.scoring.prior import (
     build_model_probs,
     classifier_prior,
     clip_probs,
@@ -42,7 +43,7 @@ from judge_assets.core.prior import (
     prior_training_labels,
     uniform_prior,
 )
-from judge_assets.core.votes import Votes
+from judge_assets.core.consensus.votes import Votes
 
 DEFAULT_SEEDS: tuple[int, ...] = (0, 1, 2, 3, 4)
 
@@ -339,25 +340,3 @@ def markdown_table(summary: pd.DataFrame) -> str:
         name = f"**{row.method}** (default)" if row.is_default else row.method
         lines.append(f"| {name} | {100 * row.mean_accuracy:.1f}%{std} | {row.n_items:.0f} |")
     return "\n".join(lines)
-
-
-def plot_benchmark(summary: pd.DataFrame):
-    """Horizontal bar chart of mean held-out vote accuracy with ±1 std error bars; default in
-    a different colour. Returns the matplotlib figure (Agg backend)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ordered = summary.sort_values("mean_accuracy")
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(ordered) + 1.2))
-    colors = ["tab:orange" if d else "tab:blue" for d in ordered["is_default"]]
-    ax.barh(
-        ordered["method"], 100 * ordered["mean_accuracy"], xerr=100 * ordered["std_accuracy"].fillna(0.0), color=colors, capsize=3
-    )
-    low = 100 * (ordered["mean_accuracy"] - ordered["std_accuracy"].fillna(0.0)).min()
-    ax.set_xlim(max(0.0, low - 5), min(100.0, 100 * ordered["mean_accuracy"].max() + 5))
-    ax.set_xlabel("held-out vote accuracy (%), mean ± std over seeds")
-    ax.set_title("Agreement with a hidden human vote")
-    fig.tight_layout()
-    return fig

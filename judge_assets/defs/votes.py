@@ -1,11 +1,11 @@
-"""Assets of the ``items`` group: votes (``judgments``), the class set, and the items judged."""
+"""Group ``votes``: votes (``judgments``), the class set, the items judged, and the item × annotator matrix."""
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 
-from judge_assets.core.judgments import build_items, build_judgments
+from judge_assets.core.votes.judgments import build_items, build_judgments
+from judge_assets.core.votes.matrix import build_annotator_matrix
 from judge_assets.defs.metadata import table_metadata
-from judge_assets.defs.resources import DB_POOL, PipelineConfig
+from judge_assets.defs.resources import DB_POOL, JudgeDuckDBResource, PipelineResource
 
 
 @dg.multi_asset(
@@ -13,7 +13,7 @@ from judge_assets.defs.resources import DB_POOL, PipelineConfig
         dg.AssetSpec(
             "judgments",
             deps=["raw_judgments", "mt_bench_questions"],
-            group_name="items",
+            group_name="votes",
             kinds={"duckdb"},
             description="One row per (item, annotator) vote; pairs in canonical order, winners flipped to match, "
             "repeated votes resolved (the last one counts).",
@@ -21,16 +21,16 @@ from judge_assets.defs.resources import DB_POOL, PipelineConfig
         dg.AssetSpec(
             "label_set",
             deps=["raw_judgments"],
-            group_name="items",
+            group_name="votes",
             kinds={"duckdb"},
             description="The class set and its integer codes (pairwise: A=0, B=1, tie=2).",
         ),
     ],
     pool=DB_POOL,
 )
-def judgments(context: dg.AssetExecutionContext, duckdb: DuckDBResource, pipeline: PipelineConfig):
+def judgments(context: dg.AssetExecutionContext, duckdb: JudgeDuckDBResource, pipeline: PipelineResource):
     with duckdb.get_connection() as con:
-        summary = build_judgments(con, tuple(pipeline.llm_annotators), tuple(pipeline.labels))
+        summary = build_judgments(con, pipeline.llm_annotator_names, pipeline.label_names)
         context.log.info(
             f"{summary.n_votes} votes on {summary.n_items} items by {summary.n_annotators} annotators "
             f"({summary.duplicates_dropped} repeated votes dropped, {summary.flipped} flipped to canonical order)"
@@ -60,13 +60,54 @@ def judgments(context: dg.AssetExecutionContext, duckdb: DuckDBResource, pipelin
 
 @dg.asset(
     deps=["judgments"],
-    group_name="items",
+    group_name="votes",
     kinds={"duckdb"},
     pool=DB_POOL,
     description="One row per item: question, turn, canonical model pair, category, and the texts a judge reads.",
 )
-def items(duckdb: DuckDBResource) -> dg.MaterializeResult:
+def items(duckdb: JudgeDuckDBResource) -> dg.MaterializeResult:
     with duckdb.get_connection() as con:
         n = build_items(con)
         human = con.execute("SELECT count(*) FILTER (WHERE n_human_votes > 0) FROM items").fetchone()[0]
         return dg.MaterializeResult(metadata={**table_metadata(con, "items", preview_rows=5), "items": n, "human_judged_items": human})
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            "annotator_matrix",
+            deps=["judgments"],
+            group_name="votes",
+            kinds={"duckdb"},
+            description="Item × annotator label codes (one column per annotator, NULL = no vote), pivoted with DuckDB PIVOT.",
+        ),
+        dg.AssetSpec(
+            "annotator_matrix_columns",
+            deps=["judgments"],
+            group_name="votes",
+            kinds={"duckdb"},
+            description="Which column of annotator_matrix holds which annotator.",
+        ),
+    ],
+    pool=DB_POOL,
+)
+def annotator_matrix(context: dg.AssetExecutionContext, duckdb: JudgeDuckDBResource, pipeline: PipelineResource):
+    with duckdb.get_connection() as con:
+        summary = build_annotator_matrix(con, pipeline.matrix_max_annotators)
+        note = (
+            f"wide: {summary.n_items} items × {summary.n_annotators} annotator columns"
+            if summary.wide
+            else f"long form kept: {summary.n_annotators} annotators exceed matrix_max_annotators="
+            f"{pipeline.matrix_max_annotators}, so no wide table was built (columns item_id, annotator, label_code)"
+        )
+        context.log.info(note)
+        yield dg.MaterializeResult(
+            asset_key="annotator_matrix",
+            metadata={
+                **table_metadata(con, "annotator_matrix", preview_rows=5),
+                "layout": note,
+                "wide": summary.wide,
+                "renamed_columns": dg.MetadataValue.json(summary.renamed),
+            },
+        )
+        yield dg.MaterializeResult(asset_key="annotator_matrix_columns", metadata=table_metadata(con, "annotator_matrix_columns"))

@@ -1,24 +1,7 @@
-"""Consensus labels and annotator quality from disagreeing votes (CROWDLAB, majority vote, Dawid-Skene).
+"""Every table of the consensus stage, built from plain frames (``build_consensus_tables``).
 
-Everything here is pure: frames and arrays in, frames and arrays out. The Dagster assets in
-``judge_assets.defs.consensus`` only read the inputs with SQL and write what
-:func:`build_consensus_tables` returns.
-
-Conventions (cleanlab multiannotator style): ``N`` items, ``M`` annotators, ``K`` classes.
-``pred_probs`` is the model prior, shape (N, K), rows summing to 1, column k = class code k.
-
-Edge cases, each with a defined outcome instead of a cleanlab stack trace
-(:func:`robust_crowdlab`):
-
-- items without any vote are dropped (their count goes into ``notes``);
-- annotators without any vote are dropped (named in ``notes``);
-- when no item has two or more votes (this includes a single annotator) CROWDLAB is undefined:
-  the consensus falls back to majority vote with the model prior as tiebreak, the consensus
-  quality is cleanlab's label quality of the consensus label under the prior alone, and the
-  method is reported as ``majority_vote_fallback``;
-- an annotator whose items carry no other vote keeps cleanlab's imputed weight (the mean
-  agreement of the others), but has no ``annotator_quality`` (NaN -> NULL): there is nobody
-  to compare them with.
+The Dagster assets in ``judge_assets.defs.consensus`` only read the inputs with SQL and write
+what :func:`build_consensus_tables` returns.
 
 Tie option: ``drop_ties=True`` removes every vote for the tie class before aggregation, the
 class set shrinks to the remaining classes and the model prior is renormalized over them,
@@ -27,211 +10,14 @@ which reproduces the published binary (without-tie) setup. Items left without vo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from judge_assets.core.majority import majority_vote
-from judge_assets.core.crowdlab import crowdlab as sparse_crowdlab
-from judge_assets.core.votes import CrowdlabResult, Votes
-
-FALLBACK_METHOD = "majority_vote_fallback"
-#: Item metadata copied into ``consensus_labels`` and its dtypes (NULL columns keep a SQL type).
-ITEM_META_TYPES = {"question_id": "Int64", "turn": "Int32", "model_a": "string", "model_b": "string", "category": "string"}
-CROWDLAB_METHOD = "crowdlab"
-
-
-# --------------------------------------------------------------------------- CROWDLAB
-
-_ENGINE = sparse_crowdlab
-"""The CROWDLAB implementation :func:`crowdlab` dispatches to: the sparse engine, identical to
-cleanlab (:func:`judge_assets.core.crowdlab.crowdlab_reference`, which the tests compare it with)."""
-
-
-def _check_pred_probs(votes: Votes, pred_probs: np.ndarray) -> np.ndarray:
-    pred_probs = np.asarray(pred_probs, dtype=float)
-    if pred_probs.shape != (votes.n_items, votes.n_classes):
-        raise ValueError(
-            f"pred_probs has shape {pred_probs.shape}, expected (n_items, n_classes) = "
-            f"({votes.n_items}, {votes.n_classes})"
-        )
-    if not np.isfinite(pred_probs).all():
-        raise ValueError("pred_probs contains NaN or infinite values")
-    return pred_probs
-
-
-def crowdlab(votes: Votes, pred_probs: np.ndarray) -> CrowdlabResult:
-    """CROWDLAB consensus labels, consensus quality and annotator quality.
-
-    ``votes``: every item and every annotator must carry at least one vote, and at least one
-    item two or more (use :func:`robust_crowdlab` to get those guarantees and fallbacks).
-    ``pred_probs``: shape (N, K) model prior.
-    """
-    pred_probs = _check_pred_probs(votes, pred_probs)
-    counts = votes.num_annotations()
-    if (counts == 0).any():
-        raise ValueError(f"{int((counts == 0).sum())} item(s) have no vote; drop them first (robust_crowdlab does)")
-    per_annotator = np.bincount(votes.annotator, minlength=votes.n_annotators)
-    if (per_annotator == 0).any():
-        names = list(votes.annotators[per_annotator == 0][:5])
-        raise ValueError(f"annotator(s) without any vote: {names}; drop them first (robust_crowdlab does)")
-    if not (counts >= 2).any():
-        raise ValueError("no item has two or more votes; CROWDLAB needs overlap (robust_crowdlab falls back)")
-    return _ENGINE(votes, pred_probs)
-
-
-def _prior_only_result(votes: Votes, pred_probs: np.ndarray, seed: int) -> CrowdlabResult:
-    """The fallback when no item has two votes: majority vote + the prior's label quality.
-
-    ``annotator_weight`` and ``model_weight`` are NaN: no weighting happens.
-    """
-    from cleanlab.multiannotator import _get_annotator_worst_class
-    from cleanlab.rank import get_label_quality_scores
-
-    consensus = majority_vote(votes, pred_probs, seed=seed).astype(np.int64)
-    consensus_quality = get_label_quality_scores(consensus, pred_probs)
-    label_quality = get_label_quality_scores(votes.label, pred_probs[votes.item])
-    agrees = (votes.label == consensus[votes.item]).astype(float)
-    counts = votes.num_annotations()
-    per_annotator = np.bincount(votes.annotator, minlength=votes.n_annotators)
-
-    def mean_by_annotator(values: np.ndarray) -> np.ndarray:
-        return np.bincount(votes.annotator, weights=values, minlength=votes.n_annotators) / per_annotator
-
-    worst = _get_annotator_worst_class(votes.to_matrix().to_numpy(), consensus, consensus_quality)
-    return CrowdlabResult(
-        consensus_label=consensus,
-        consensus_quality_score=np.asarray(consensus_quality, dtype=float),
-        annotator_agreement=np.bincount(votes.item, weights=agrees, minlength=votes.n_items) / counts,
-        num_annotations=counts.astype(np.int64),
-        post_pred_probs=pred_probs.copy(),
-        label_quality=np.asarray(label_quality, dtype=float),
-        annotator_quality=mean_by_annotator(label_quality),
-        agreement_with_consensus=mean_by_annotator(agrees),
-        worst_class=np.asarray(worst, dtype=np.int64),
-        num_examples_labeled=per_annotator.astype(np.int64),
-        annotator_weight=np.full(votes.n_annotators, np.nan),
-        model_weight=float("nan"),
-    )
-
-
-@dataclass
-class ConsensusRun:
-    """What :func:`robust_crowdlab` did.
-
-    ``votes`` / ``pred_probs``: the cleaned inputs (items and annotators without votes removed)
-    that ``result`` is aligned with. ``method``: ``"crowdlab"`` or ``"majority_vote_fallback"``.
-    ``dropped_items`` / ``dropped_annotators``: ids removed for having no vote. ``notes``:
-    human-readable sentences for materialization metadata.
-    """
-
-    votes: Votes
-    pred_probs: np.ndarray
-    result: CrowdlabResult
-    method: str
-    dropped_items: np.ndarray
-    dropped_annotators: np.ndarray
-    notes: list[str] = field(default_factory=list)
-
-
-def _drop_empty(votes: Votes, pred_probs: np.ndarray) -> tuple[Votes, np.ndarray, np.ndarray, np.ndarray]:
-    per_annotator = np.bincount(votes.annotator, minlength=votes.n_annotators)
-    keep_annotators = per_annotator > 0
-    dropped_annotators = votes.annotators[~keep_annotators]
-    if not keep_annotators.all():
-        votes = votes.subset_annotators(keep_annotators)
-    keep_items = votes.num_annotations() > 0
-    dropped_items = votes.item_ids[~keep_items]
-    if not keep_items.all():
-        new_index = np.cumsum(keep_items) - 1
-        votes = Votes(
-            item=new_index[votes.item],
-            annotator=votes.annotator,
-            label=votes.label,
-            item_ids=votes.item_ids[keep_items],
-            annotators=votes.annotators,
-            classes=votes.classes,
-        )
-        pred_probs = pred_probs[keep_items]
-    return votes, pred_probs, dropped_items, dropped_annotators
-
-
-def robust_crowdlab(votes: Votes, pred_probs: np.ndarray, *, seed: int = 0) -> ConsensusRun:
-    """CROWDLAB that never fails on degenerate inputs (see the module docstring for the rules).
-
-    ``pred_probs``: shape (N, K), aligned with ``votes.item_ids``. Raises ``ValueError`` only
-    when no vote is left at all or ``pred_probs`` has the wrong shape / non-finite values.
-    """
-    pred_probs = _check_pred_probs(votes, pred_probs)
-    clean, clean_probs, dropped_items, dropped_annotators = _drop_empty(votes, pred_probs)
-    if len(clean.item) == 0:
-        raise ValueError("no votes to aggregate: every item and annotator is empty")
-    notes: list[str] = []
-    if len(dropped_items):
-        notes.append(f"dropped {len(dropped_items)} item(s) without any vote")
-    if len(dropped_annotators):
-        shown = ", ".join(repr(a) for a in dropped_annotators[:10])
-        notes.append(f"dropped {len(dropped_annotators)} annotator(s) without any vote: {shown}")
-    if (clean.num_annotations() >= 2).any():
-        result, method = crowdlab(clean, clean_probs), CROWDLAB_METHOD
-        isolated = np.isnan(result.annotator_quality)
-        if isolated.any():
-            shown = ", ".join(repr(a) for a in clean.annotators[isolated][:10])
-            notes.append(
-                f"{int(isolated.sum())} annotator(s) share no item with another annotator, so they have "
-                f"no annotator_quality: {shown}"
-            )
-    else:
-        result, method = _prior_only_result(clean, clean_probs, seed), FALLBACK_METHOD
-        notes.append(
-            "no item has two or more votes, so CROWDLAB is undefined: consensus = majority vote "
-            "(model prior as tiebreak), consensus_quality_score = model prior's label quality"
-        )
-    return ConsensusRun(clean, clean_probs, result, method, dropped_items, dropped_annotators, notes)
-
-
-# --------------------------------------------------------------------------- other aggregators
-
-
-def _crowdkit_frame(votes: Votes) -> pd.DataFrame:
-    return pd.DataFrame({"task": votes.item, "worker": votes.annotator, "label": votes.label})
-
-
-def _crowdkit_output(votes: Votes, probas: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    probs = probas.reindex(index=np.arange(votes.n_items), columns=np.arange(votes.n_classes)).fillna(0.0).to_numpy()
-    return probs.argmax(axis=1).astype(np.int64), probs
-
-
-def dawid_skene(votes: Votes, n_iter: int = 100) -> tuple[np.ndarray, np.ndarray]:
-    """Dawid-Skene (crowd-kit ``DawidSkene``): class codes shape (N,), posteriors shape (N, K).
-
-    Every item needs at least one vote; classes nobody voted for get probability 0.
-    """
-    from crowdkit.aggregation import DawidSkene
-
-    if (votes.num_annotations() == 0).any():
-        raise ValueError("dawid_skene: every item needs at least one vote")
-    model = DawidSkene(n_iter=n_iter)
-    model.fit(_crowdkit_frame(votes))
-    return _crowdkit_output(votes, model.probas_)
-
-
-def glad(votes: Votes, n_iter: int = 100) -> tuple[np.ndarray, np.ndarray]:
-    """GLAD (crowd-kit ``GLAD``: annotator skill × item difficulty): codes (N,), posteriors (N, K).
-
-    About 8 s on MT-Bench (5.8k votes, 2 cores), hence opt-in in :func:`build_consensus_tables`.
-    """
-    from crowdkit.aggregation import GLAD
-
-    if (votes.num_annotations() == 0).any():
-        raise ValueError("glad: every item needs at least one vote")
-    model = GLAD(n_iter=n_iter)
-    model.fit(_crowdkit_frame(votes))
-    return _crowdkit_output(votes, model.probas_)
-
-
-# --------------------------------------------------------------------------- table building
+from judge_assets.core.consensus.methods import CROWDLAB_METHOD, ITEM_META_TYPES, dawid_skene, glad, robust_crowdlab
+from judge_assets.core.consensus.majority import majority_vote
+from judge_assets.core.consensus.votes import Votes
 
 
 def annotator_group(annotator: str, kind: str) -> str:
@@ -341,7 +127,7 @@ def build_consensus_tables(
     ``label_quality_detail``, ``annotator_group_summary``, ``aggregator_comparison``,
     ``judge_report_card`` (columns documented at each builder and in the README).
     """
-    from judge_assets.core.report_card import judge_report_card
+    from judge_assets.core.reports.report_card import judge_report_card
 
     required = {"item_id", "annotator", "annotator_kind", "label"}
     if not required <= set(judgments.columns):
@@ -515,29 +301,6 @@ def aggregator_comparison(consensus: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-# --------------------------------------------------------------------------- plots
-
-
-def plot_quality_by_group(stats: pd.DataFrame):
-    """Box plot with the individual annotators overlaid: ``annotator_quality`` per ``annotator_group``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    data = stats.dropna(subset=["annotator_quality"])
-    groups = sorted(data["annotator_group"].unique())
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    values = [data.loc[data["annotator_group"] == g, "annotator_quality"].to_numpy() for g in groups]
-    if groups:
-        ax.boxplot(values, showfliers=False)
-        ax.set_xticks(range(1, len(groups) + 1), [f"{g}\n(n={len(v)})" for g, v in zip(groups, values)])
-        rng = np.random.default_rng(0)
-        for i, v in enumerate(values, start=1):
-            ax.scatter(i + rng.uniform(-0.15, 0.15, len(v)), v, s=12, alpha=0.6)
-    ax.set_ylabel("annotator quality (CROWDLAB)")
-    ax.set_title("Annotator quality by group")
-    return fig
 
 
 def reliability_table(prior: np.ndarray, consensus: np.ndarray, n_bins: int = 10) -> pd.DataFrame:
@@ -557,23 +320,3 @@ def reliability_table(prior: np.ndarray, consensus: np.ndarray, n_bins: int = 10
         if mask.any():
             rows.append((edges[b], edges[b + 1], int(mask.sum()), float(confidence[mask].mean()), float(correct[mask].mean())))
     return pd.DataFrame(rows, columns=["bin_lower", "bin_upper", "n_items", "mean_confidence", "accuracy"])
-
-
-def plot_reliability(prior: np.ndarray, consensus: np.ndarray, n_bins: int = 10):
-    """Reliability diagram of the model prior (top-class confidence vs accuracy against consensus)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    table = reliability_table(prior, consensus, n_bins)
-    fig, ax = plt.subplots(figsize=(4.5, 4))
-    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
-    ax.plot(table["mean_confidence"], table["accuracy"], marker="o", label="model prior")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.set_xlabel("prior confidence (top class)")
-    ax.set_ylabel("agreement with consensus")
-    ax.set_title("Model prior reliability")
-    ax.legend(loc="upper left")
-    return fig

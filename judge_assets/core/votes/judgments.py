@@ -1,7 +1,7 @@
 """From raw rows to votes and items: item keys, canonical order, label mapping, duplicates.
 
-Item key (pairwise): ``"{question_id}:{turn}:{model_a}|{model_b}"`` with the two models sorted,
-so the same comparison shown in either order is one item. A vote recorded with the models in
+Item key: :mod:`judge_assets.core.keys` (pairwise: question, turn and the sorted model pair, so the
+same comparison shown in either order is one item). A vote recorded with the models in
 the other order has its winner flipped (``A`` ↔ ``B``). Generic items keep their ``item_id``.
 
 Duplicate rule: when one annotator voted more than once on the same item, the **last** vote
@@ -20,28 +20,15 @@ from pathlib import Path
 import duckdb
 
 from judge_assets.core.db import quote_literal, table_columns, table_exists, transaction
+from judge_assets.core.keys import item_key_sql
 from judge_assets.core.labels import FLIPPED, PAIRWISE, WINNER_TO_LABEL, LabelSet
-from judge_assets.core.sources import RAW_TABLE
+from judge_assets.core.sources.batches import RAW_TABLE
 
 QUESTIONS_TABLE = "mt_bench_questions"
 
 
-def item_key_sql(question_id: str, turn: str, model_a: str, model_b: str) -> str:
-    """SQL expression of the pairwise item key (the one definition of it)."""
-    return (
-        f"CAST({question_id} AS VARCHAR) || ':' || CAST({turn} AS VARCHAR) || ':' || "
-        f"least({model_a}, {model_b}) || '|' || greatest({model_a}, {model_b})"
-    )
-
-
-def item_key(question_id: int, turn: int, model_a: str, model_b: str) -> str:
-    """Python twin of :func:`item_key_sql` (for tests, the CLI and files made by users)."""
-    lo, hi = sorted((model_a, model_b))
-    return f"{question_id}:{turn}:{lo}|{hi}"
-
-
 def _case(expr: str, mapping: dict[str, str]) -> str:
-    whens = " ".join(f"WHEN '{k}' THEN '{v}'" for k, v in mapping.items())
+    whens = " ".join(f"WHEN {quote_literal(k)} THEN {quote_literal(v)}" for k, v in mapping.items())
     return f"CASE {expr} {whens} END"
 
 
@@ -72,11 +59,6 @@ def load_questions(con: duckdb.DuckDBPyConnection, path: Path) -> int:
             [(r["question_id"], r["category"], r["turns"], r.get("reference")) for r in rows],
         )
     return len(rows)
-
-
-def stored_label_set(con: duckdb.DuckDBPyConnection) -> LabelSet:
-    """The class set stored in ``label_set`` by :func:`build_judgments`."""
-    return LabelSet(tuple(r[0] for r in con.execute("SELECT label FROM label_set ORDER BY code").fetchall()))
 
 
 def resolve_label_set(con: duckdb.DuckDBPyConnection, declared: tuple[str, ...] = ()) -> LabelSet:

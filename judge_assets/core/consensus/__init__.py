@@ -1,0 +1,1 @@
+"""Stage 4 — consensus: sparse votes, CROWDLAB, majority vote, crowd-kit methods, what to label next."""

@@ -1,0 +1,128 @@
+"""Every plot attached to a materialization, in one place.
+
+Each function takes plain frames or arrays and returns a matplotlib figure drawn with the Agg
+backend. Text from the data (model names, annotators, batch ids) is drawn literally: mathtext is
+off, so a name like ``$x$`` never breaks a plot.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from judge_assets.core.consensus.tables import reliability_table
+from judge_assets.core.reports.leaderboard import ELO_BASE_RATING, SOURCES
+
+
+def _pyplot():
+    """``matplotlib.pyplot`` on the Agg backend with mathtext parsing off."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    matplotlib.rcParams["text.parse_math"] = False
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_quality_by_group(stats: pd.DataFrame):
+    """Box plot with the individual annotators overlaid: ``annotator_quality`` per ``annotator_group``."""
+    plt = _pyplot()
+    data = stats.dropna(subset=["annotator_quality"])
+    groups = sorted(data["annotator_group"].unique())
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    values = [data.loc[data["annotator_group"] == g, "annotator_quality"].to_numpy() for g in groups]
+    if groups:
+        ax.boxplot(values, showfliers=False)
+        ax.set_xticks(range(1, len(groups) + 1), [f"{g}\n(n={len(v)})" for g, v in zip(groups, values)])
+        rng = np.random.default_rng(0)
+        for i, v in enumerate(values, start=1):
+            ax.scatter(i + rng.uniform(-0.15, 0.15, len(v)), v, s=12, alpha=0.6)
+    ax.set_ylabel("annotator quality (CROWDLAB)")
+    ax.set_title("Annotator quality by group")
+    return fig
+
+
+def plot_reliability(prior: np.ndarray, consensus: np.ndarray, n_bins: int = 10):
+    """Reliability diagram of the model prior (top-class confidence vs accuracy against consensus)."""
+    plt = _pyplot()
+    table = reliability_table(prior, consensus, n_bins)
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
+    ax.plot(table["mean_confidence"], table["accuracy"], marker="o", label="model prior")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("prior confidence (top class)")
+    ax.set_ylabel("agreement with consensus")
+    ax.set_title("Model prior reliability")
+    ax.legend(loc="upper left")
+    return fig
+
+
+def plot_leaderboard(leaderboard: pd.DataFrame):
+    """Ratings with their intervals, one marker per source, models ordered by the first
+    source's rating (best at the top). Returns a matplotlib Figure (Agg backend)."""
+    plt = _pyplot()
+    sources = [s for s in SOURCES if s in set(leaderboard["source"])] + sorted(
+        set(leaderboard["source"]) - set(SOURCES)
+    )
+    order = (
+        leaderboard[leaderboard["source"] == sources[0]].sort_values("rating")["model"].tolist()
+    )
+    order += sorted(set(leaderboard["model"]) - set(order))
+    position = {m: k for k, m in enumerate(order)}
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(order) + 1.5))
+    offsets = np.linspace(-0.2, 0.2, len(sources)) if len(sources) > 1 else [0.0]
+    for source, offset in zip(sources, offsets):
+        part = leaderboard[leaderboard["source"] == source]
+        y = part["model"].map(position).to_numpy() + offset
+        err = np.vstack([part["rating"] - part["ci_low"], part["ci_high"] - part["rating"]])
+        ax.errorbar(part["rating"], y, xerr=np.clip(err, 0, None), fmt="o", capsize=3, label=source)
+    ax.set_yticks(range(len(order)), order)
+    ax.axvline(ELO_BASE_RATING, color="grey", linewidth=0.8, linestyle=":")
+    ax.set_xlabel("Bradley-Terry rating (Elo scale, mean 1000) with 95% bootstrap interval")
+    ax.legend(title="source", loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def plot_benchmark(summary: pd.DataFrame):
+    """Horizontal bar chart of mean held-out vote accuracy with ±1 std error bars; default in
+    a different colour. Returns the matplotlib figure (Agg backend)."""
+    plt = _pyplot()
+    ordered = summary.sort_values("mean_accuracy")
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(ordered) + 1.2))
+    colors = ["tab:orange" if d else "tab:blue" for d in ordered["is_default"]]
+    ax.barh(
+        ordered["method"], 100 * ordered["mean_accuracy"], xerr=100 * ordered["std_accuracy"].fillna(0.0), color=colors, capsize=3
+    )
+    low = 100 * (ordered["mean_accuracy"] - ordered["std_accuracy"].fillna(0.0)).min()
+    ax.set_xlim(max(0.0, low - 5), min(100.0, 100 * ordered["mean_accuracy"].max() + 5))
+    ax.set_xlabel("held-out vote accuracy (%), mean ± std over seeds")
+    ax.set_title("Agreement with a hidden human vote")
+    fig.tight_layout()
+    return fig
+
+
+def plot_annotator_drift(history: pd.DataFrame, top: int = 8):
+    """Line plot of annotator quality per snapshot for the ``top`` annotators with the most labels.
+
+    ``history``: rows of ``annotator_stats_history``. Returns a matplotlib figure (Agg backend).
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4))
+    if history.empty:
+        ax.set_title("no annotator history yet")
+        return fig
+    last = history[history["snapshot"] == history["snapshot"].max()]
+    chosen = last.nlargest(top, "num_examples_labeled")["annotator"]
+    snaps = history[["snapshot", "latest_batch_id"]].drop_duplicates().sort_values("snapshot")
+    for name in chosen:
+        rows = history[history["annotator"] == name].sort_values("snapshot")
+        ax.plot(rows["snapshot"], rows["annotator_quality"], marker="o", label=name)
+    ax.set_xticks(snaps["snapshot"], [f"{s}\n{str(b)[:18]}" for s, b in zip(snaps["snapshot"], snaps["latest_batch_id"])], fontsize=7)
+    ax.set_xlabel("snapshot (latest batch)")
+    ax.set_ylabel("annotator quality (CROWDLAB)")
+    ax.set_title(f"Annotator quality across batches (top {len(chosen)} by labels)")
+    ax.legend(fontsize=7, loc="best")
+    return fig

@@ -1,0 +1,1 @@
+"""Stage 5 — reports: judge report cards, leaderboards, the consensus benchmark, what changed."""

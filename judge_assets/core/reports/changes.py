@@ -1,0 +1,98 @@
+"""What an ingest changed: compare the database before and after (votes, items, labels, LLM requests)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import duckdb
+
+from judge_assets.core.db import table_exists
+from judge_assets.core.scoring.llm_judge import CACHE_TABLE as LLM_CACHE_TABLE
+from judge_assets.core.sources.batches import BATCH_TABLE, RAW_TABLE
+
+
+def snapshot(con: duckdb.DuckDBPyConnection) -> dict:
+    """Counts and labels to compare before/after an ingest (missing tables count as empty).
+
+    Keys: ``raw_rows``, ``batches``, ``votes``, ``items``, ``annotators``, ``labels`` (item_id →
+    label of ``consensus_labels``, else ``majority_vote_labels``), ``label_table`` (which one),
+    ``llm_cache_rows`` (rows of ``llm_score_cache``, one per LLM request sent and kept; None when
+    the table does not exist).
+    """
+
+    def count(sql: str, table: str) -> int:
+        return con.execute(sql).fetchone()[0] if table_exists(con, table) else 0
+
+    snap = {
+        "raw_rows": count(f"SELECT count(*) FROM {RAW_TABLE}", RAW_TABLE),
+        "batches": count(f"SELECT count(*) FROM {BATCH_TABLE} WHERE loaded_at IS NOT NULL", BATCH_TABLE),
+        "votes": count("SELECT count(*) FROM judgments", "judgments"),
+        "items": count("SELECT count(DISTINCT item_id) FROM judgments", "judgments"),
+        "annotators": count("SELECT count(DISTINCT annotator) FROM judgments", "judgments"),
+        "labels": {},
+        "label_table": None,
+        "llm_cache_rows": count(f"SELECT count(*) FROM {LLM_CACHE_TABLE}", LLM_CACHE_TABLE)
+        if table_exists(con, LLM_CACHE_TABLE)
+        else None,
+    }
+    for table, column in (("consensus_labels", "consensus_label"), ("majority_vote_labels", "majority_label")):
+        if table_exists(con, table):
+            snap["labels"] = dict(con.execute(f"SELECT item_id, CAST({column} AS VARCHAR) FROM {table}").fetchall())
+            snap["label_table"] = table
+            break
+    return snap
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    """Difference between two :func:`snapshot` results.
+
+    ``changed_labels``: (item_id, label before, label after) of items present in both snapshots
+    whose label differs; ``llm_requests``: new rows in ``llm_score_cache`` (requests sent to the LLM
+    judge; None when no LLM scorer ran).
+    """
+
+    new_raw_rows: int
+    new_batches: int
+    new_votes: int
+    new_items: int
+    new_annotators: int
+    label_table: str | None
+    changed_labels: list[tuple[str, str, str]] = field(default_factory=list)
+    llm_requests: int | None = None
+
+    def lines(self, max_changes: int = 10) -> list[str]:
+        """Human-readable summary lines."""
+        out = [
+            f"new batches: {self.new_batches}, new raw rows: {self.new_raw_rows:,}",
+            f"new votes: {self.new_votes:,}, new items: {self.new_items:,}, new annotators: {self.new_annotators}",
+        ]
+        if self.label_table:
+            out.append(f"items whose label changed ({self.label_table}): {len(self.changed_labels)}")
+            out += [f"  {item}: {old} → {new}" for item, old, new in self.changed_labels[:max_changes]]
+            if len(self.changed_labels) > max_changes:
+                out.append(f"  … {len(self.changed_labels) - max_changes} more")
+        out.append(
+            "LLM requests: none (no LLM scorer configured)" if self.llm_requests is None else f"LLM requests sent: {self.llm_requests}"
+        )
+        return out
+
+
+def changes(before: dict, after: dict) -> IngestReport:
+    """What an ingest changed, from two :func:`snapshot` results."""
+    same_table = before["label_table"] == after["label_table"]
+    old, new = before["labels"] if same_table else {}, after["labels"]
+    changed = sorted((item, old[item], label) for item, label in new.items() if item in old and old[item] != label)
+    llm = None
+    if after["llm_cache_rows"] is not None:
+        llm = after["llm_cache_rows"] - (before["llm_cache_rows"] or 0)
+    return IngestReport(
+        new_raw_rows=after["raw_rows"] - before["raw_rows"],
+        new_batches=after["batches"] - before["batches"],
+        new_votes=after["votes"] - before["votes"],
+        new_items=after["items"] - before["items"],
+        new_annotators=after["annotators"] - before["annotators"],
+        label_table=after["label_table"],
+        changed_labels=changed,
+        llm_requests=llm,
+    )

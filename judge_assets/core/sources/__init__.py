@@ -1,0 +1,1 @@
+"""Stage 1 — where votes come from: loading, validating and registering annotation batches."""

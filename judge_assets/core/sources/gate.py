@@ -1,0 +1,244 @@
+"""The strict gate for annotation files added after the first build.
+
+A new file must load, fit one input schema, hold one vote per (item, annotator), use labels of the
+stored class set and values castable to the types already stored in ``raw_judgments``
+(:func:`check_file`). A refused file is moved aside by :func:`quarantine` (with a ``.error.txt``
+naming file, row and column) and nothing stored changes. An accepted file is copied by
+:func:`stage_file` to ``<batches_dir>/<batch_id><suffix>`` and registered under that path, so the
+inbox can be cleaned and the batch re-materialized later.
+
+Nothing here imports Dagster.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from judge_assets.core.db import quote_ident, table_columns, table_exists
+from judge_assets.core.sources.batches import (
+    BATCH_TABLE,
+    RAW_TABLE,
+    Batch,
+    JudgmentInputError,
+    file_batch,
+    load_batch,
+    record_batch,
+    registered_batch,
+    validate_batch,
+)
+from judge_assets.core.labels import PAIRWISE_LABELS, stored_label_set
+
+REJECTED_DIR = "rejected"
+#: columns of the generated ``raw_judgments`` rows, never part of an input file
+GENERATED_COLUMNS = ("batch_id", "source", "source_row", "ingested_at")
+
+
+def stored_column_types(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """``raw_judgments`` column → DuckDB type (empty before the first batch), generated columns excluded."""
+    if not table_exists(con, RAW_TABLE):
+        return {}
+    return {
+        name: dtype
+        for name, dtype in table_columns(con, RAW_TABLE).items()
+        if name not in GENERATED_COLUMNS
+    }
+
+
+def check_file(
+    path: str | Path,
+    classes: tuple[str, ...] | None = None,
+    column_types: dict[str, str] | None = None,
+) -> tuple[Batch, str]:
+    """Validate one annotation file strictly; returns its batch (id from the content hash) and schema.
+
+    Parameters
+    ----------
+    path : a ``.parquet``, ``.jsonl``, ``.json`` or ``.csv`` file in either input schema.
+    classes : the stored class set (``label_set``), or None before the first build. Generic labels
+        must lie in it; a pairwise file needs it to be ``A, B, tie``.
+    column_types : ``raw_judgments`` column → DuckDB type already stored (:func:`stored_column_types`);
+        every non-NULL value of such a column must cast to that type.
+
+    Raises :class:`JudgmentInputError` (file, row, column) for: unsupported or missing file, empty
+    file, text that is not UTF-8, unparseable content, no rows, missing required column, empty
+    value, wrong type, unknown winner or label, duplicate votes inside the file.
+    """
+    batch = file_batch(path)
+    table = load_batch(batch)
+    schema = validate_batch(table, batch.label, classes, allow_duplicates=False)
+    if schema == "pairwise" and classes and tuple(classes) != PAIRWISE_LABELS:
+        raise JudgmentInputError(
+            batch.label,
+            f"pairwise votes (A, B, tie) do not fit the stored class set {', '.join(classes)}",
+            row=1,
+            column="winner",
+        )
+    if column_types:
+        _check_types(table, batch.label, column_types)
+    return batch, schema
+
+
+def _check_types(table, source: str, column_types: dict[str, str]) -> None:
+    """Every non-NULL value of a column already stored must cast to the stored type."""
+    con = duckdb.connect()
+    try:
+        con.register("batch_arrow", table)
+        con.execute("CREATE TEMP TABLE b AS SELECT row_number() OVER () AS source_row, * FROM batch_arrow")
+        for column in table.column_names:
+            if column not in column_types:
+                continue
+            q, dtype = quote_ident(column), column_types[column]
+            try:
+                bad = con.execute(
+                    f"SELECT source_row, CAST({q} AS VARCHAR) FROM b WHERE {q} IS NOT NULL "
+                    f"AND TRY_CAST({q} AS {dtype}) IS NULL ORDER BY source_row LIMIT 1"
+                ).fetchone()
+            except duckdb.Error:
+                bad = (1, None)
+            if bad:
+                found = table.schema.field(column).type
+                shown = "" if bad[1] is None else f" (value {bad[1][:80]!r})"
+                raise JudgmentInputError(
+                    source, f"wrong type: stored as {dtype}, this file has {found}{shown}", row=bad[0], column=column
+                )
+    finally:
+        con.close()
+
+
+def quarantine(path: str | Path, error: BaseException | str, rejected_dir: str | Path) -> Path:
+    """Move a refused file into ``rejected_dir`` with ``<name>.error.txt`` beside it; returns the new path.
+
+    A file of the same name already there is kept: the new one gets a timestamp suffix.
+    """
+    path, rejected_dir = Path(path), Path(rejected_dir)
+    rejected_dir.mkdir(parents=True, exist_ok=True)
+    target = rejected_dir / path.name
+    if target.exists():
+        target = rejected_dir / f"{path.stem}.{time.strftime('%Y%m%dT%H%M%S')}-{time.monotonic_ns() % 10**6}{path.suffix}"
+    shutil.move(str(path), target)
+    Path(f"{target}.error.txt").write_text(f"{error}\n", encoding="utf-8")
+    return target
+
+
+def batches_dir(db_path: str | Path) -> Path:
+    """Where accepted files are kept: ``batches/`` beside the database file (default ``data/batches``)."""
+    return Path(db_path).resolve().parent / "batches"
+
+
+def stage_file(path: str | Path, batches_dir: str | Path) -> Batch:
+    """Copy an accepted file to ``<batches_dir>/<batch_id><suffix>`` and return the batch at that path.
+
+    The batch id is the original file's (its stem + content hash), so the same bytes under any name
+    map to one batch. The copy is atomic (temp file + rename); an existing copy is reused.
+    """
+    original = file_batch(path)
+    batches_dir = Path(batches_dir)
+    batches_dir.mkdir(parents=True, exist_ok=True)
+    target = batches_dir / f"{original.batch_id}{Path(original.location).suffix.lower()}"
+    if not target.exists():
+        partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+        shutil.copyfile(original.location, partial)
+        os.replace(partial, target)
+    return Batch(original.batch_id, "file", str(target.resolve()))
+
+
+def content_key(batch_id: str) -> str:
+    """The part of a file batch id (:func:`file_batch`: ``<stem>-<12 hex>``) that comes from the bytes."""
+    return batch_id.rsplit("-", 1)[-1]
+
+
+def _batch_with_content(con: duckdb.DuckDBPyConnection, batch_id: str, loaded: bool) -> str | None:
+    if not table_exists(con, BATCH_TABLE):
+        return None
+    row = con.execute(
+        f"SELECT min(batch_id) FROM {BATCH_TABLE} WHERE kind = 'file' AND (loaded_at IS NOT NULL) = ? AND batch_id LIKE ?",
+        [loaded, f"%-{content_key(batch_id)}"],
+    ).fetchone()
+    return row[0]
+
+
+def ingested_batch(con: duckdb.DuckDBPyConnection, batch_id: str) -> str | None:
+    """The id of a loaded file batch with the same content as ``batch_id`` (any file name), else None."""
+    return _batch_with_content(con, batch_id, loaded=True)
+
+
+def registered_unloaded_batch(con: duckdb.DuckDBPyConnection, batch_id: str) -> str | None:
+    """The id of a registered but never loaded file batch with the same content as ``batch_id``, else None."""
+    return _batch_with_content(con, batch_id, loaded=False)
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What :func:`admit_files` did with one file.
+
+    ``status``: ``accepted`` (staged and registered as ``batch``), ``duplicate`` (the same bytes are
+    already a loaded batch, ``batch`` names it, or came earlier in this call), ``pending`` (the same
+    bytes are registered but not loaded yet: re-run that batch) or ``refused`` (moved to
+    ``moved_to`` with the reason beside it). ``message`` is one line for a person.
+    """
+
+    path: Path
+    status: str
+    message: str
+    batch: Batch | None = None
+    schema: str | None = None
+    moved_to: Path | None = None
+
+
+def admit_files(
+    con: duckdb.DuckDBPyConnection,
+    paths: list[Path],
+    batches_dir: str | Path,
+    rejected_dir: str | Path,
+    *,
+    declared_labels: tuple[str, ...] = (),
+) -> list[Admission]:
+    """The ingest workflow for new annotation files, shared by ``judge-assets ingest`` and the inbox sensor.
+
+    For each file in order: the same bytes already loaded (any name) → ``duplicate``; registered
+    but never loaded → ``pending``; otherwise :func:`check_file` against the stored class set
+    (``declared_labels`` before the first build) and column types, then :func:`stage_file` and a
+    row in ``annotation_batches`` → ``accepted``. A refused file is moved to ``rejected_dir`` by
+    :func:`quarantine`; nothing stored changes for it. Registering partitions and materializing
+    is the caller's (Dagster's) part.
+    """
+    stored = stored_label_set(con, missing_ok=True)
+    classes = stored.labels if stored else (tuple(declared_labels) or None)
+    types = stored_column_types(con)
+    seen: dict[str, str] = {}
+    out: list[Admission] = []
+    for path in map(Path, paths):
+        try:
+            batch_id = file_batch(path).batch_id
+            key = content_key(batch_id)
+            if key in seen:
+                out.append(Admission(path, "duplicate", f"{path}: same content as {seen[key]} in this call; nothing to do"))
+                continue
+            done = ingested_batch(con, batch_id)
+            if done:
+                out.append(Admission(path, "duplicate", f"{path}: already ingested as batch {done} (same content); nothing to do",
+                                     batch=registered_batch(con, done)))
+                continue
+            waiting = registered_unloaded_batch(con, batch_id)
+            if waiting:
+                out.append(Admission(path, "pending", f"{path}: registered as batch {waiting} but not loaded yet; loading it",
+                                     batch=registered_batch(con, waiting)))
+                continue
+            _, schema = check_file(path, classes, types)
+        except JudgmentInputError as exc:
+            moved = quarantine(path, exc, rejected_dir) if path.is_file() else None
+            where = f"; moved to {moved} (reason in {moved.name}.error.txt)" if moved else ""
+            out.append(Admission(path, "refused", f"refused: {exc}{where}; nothing stored changed", moved_to=moved))
+            continue
+        batch = stage_file(path, batches_dir)
+        record_batch(con, batch, schema)
+        seen[key] = path.name
+        out.append(Admission(path, "accepted", f"{path}: accepted as batch {batch.batch_id} ({schema} schema), kept at {batch.location}",
+                             batch=batch, schema=schema))
+    return out

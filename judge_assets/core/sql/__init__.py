@@ -1,0 +1,1 @@
+"""Stage 6 — SQL: the dbt-like SQL models and the read-only query engine."""

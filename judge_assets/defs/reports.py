@@ -1,0 +1,144 @@
+"""Group ``reports``: the model leaderboard, the consensus benchmark, annotator drift and what to label next."""
+
+import dagster as dg
+
+from judge_assets.core.consensus.active_learning import LABEL_NEXT_TABLE, build_label_next
+from judge_assets.core.db import quote_ident, replace_table, replace_tables, table_columns
+from judge_assets.core.labels import stored_label_set
+from judge_assets.core.plots import plot_annotator_drift, plot_benchmark, plot_leaderboard
+from judge_assets.core.reports import consensus_benchmark as cb
+from judge_assets.core.reports.history import HISTORY_TABLE, append_annotator_history
+from judge_assets.core.reports.leaderboard import model_leaderboard as fit_leaderboard
+from judge_assets.defs.metadata import frame_markdown, plot_metadata, table_metadata
+from judge_assets.defs.resources import DB_POOL, JudgeDuckDBResource
+
+PAIRWISE_FILTER = "model_a IS NOT NULL AND model_b IS NOT NULL"
+
+
+@dg.asset(
+    group_name="reports",
+    deps=["consensus_labels", "judgments"],
+    kinds={"duckdb", "python"},
+    pool=DB_POOL,
+)
+def model_leaderboard(duckdb: JudgeDuckDBResource) -> dg.MaterializeResult:
+    """Bradley-Terry model ratings (Elo scale, mean 1000, ties = half a win) with 95%
+    bootstrap intervals (1,000 resamples, seed 0), three ways side by side: from consensus
+    labels (one comparison per item), raw human votes and LLM-judge votes (one per vote).
+    Columns: source, model, rating, ci_low, ci_high, rank, n_comparisons."""
+    with duckdb.get_connection() as con:
+        consensus = con.execute(
+            f"SELECT model_a, model_b, consensus_label FROM consensus_labels WHERE {PAIRWISE_FILTER}"
+        ).df()
+        judgments = con.execute(
+            f"SELECT model_a, model_b, label, annotator_kind FROM judgments WHERE {PAIRWISE_FILTER}"
+        ).df()
+        board = fit_leaderboard(consensus, judgments)
+        replace_table(con, "model_leaderboard", board)
+        metadata = table_metadata(con, "model_leaderboard", preview_rows=30)
+    if board.empty:
+        metadata["note"] = dg.MetadataValue.text("no pairwise comparisons (model_a/model_b) in the data")
+        return dg.MaterializeResult(metadata=metadata)
+    wide = board.pivot(index="model", columns="source", values="rating").round(1)
+    wide = wide.sort_values(wide.columns[0], ascending=False).reset_index()
+    metadata["ratings_by_source"] = dg.MetadataValue.md(frame_markdown(wide, max_rows=50))
+    metadata["plot"] = plot_metadata(plot_leaderboard(board))
+    return dg.MaterializeResult(metadata=metadata)
+
+
+#: ``items`` columns the benchmark's classifier prior reads (the rest are not needed).
+ITEM_COLUMNS = ("item_id", "turn", "model_a", "model_b", "category", "answers_a", "answers_b", "user_turns")
+
+
+class BenchmarkConfig(dg.Config):
+    """Run options of the consensus benchmark (launchpad-editable)."""
+
+    seeds: list[int] = list(cb.DEFAULT_SEEDS)
+    """One held-out split per seed."""
+    min_human_votes: int = 3
+    """Items with at least this many human votes are evaluated (one of them is hidden)."""
+    include_glad: bool = False
+    """Also benchmark crowd-kit GLAD (the slowest method: about 5 s per seed on MT-Bench, which
+    would double the asset's runtime; ``benchmarks/consensus_quality.py`` includes it)."""
+
+
+@dg.asset(
+    deps=["judgments", "items", "llm_judge_scores"],
+    group_name="reports",
+    kinds={"duckdb", "python"},
+    pool=DB_POOL,
+    description=(
+        "Held-out vote benchmark: hide one human vote per item with 3+ human votes, compute every consensus "
+        "method from the rest, count agreement with the hidden vote; mean ± std over seeds. Writes "
+        "consensus_benchmark (summary, default method marked) and consensus_benchmark_runs (per seed)."
+    ),
+)
+def consensus_benchmark(context: dg.AssetExecutionContext, config: BenchmarkConfig, duckdb: JudgeDuckDBResource) -> dg.MaterializeResult:
+    with duckdb.get_connection() as con:
+        classes = stored_label_set(con).labels
+        judgments = con.execute("SELECT item_id, annotator, annotator_kind, label FROM judgments").df()
+        present = table_columns(con, "items")
+        columns = ", ".join(quote_ident(c) for c in ITEM_COLUMNS if c in present)
+        items = con.execute(f"SELECT {columns} FROM items ORDER BY item_id").df()
+        scores = con.execute("SELECT * FROM llm_judge_scores").df()
+    methods = cb.default_methods(judgments, scores, include_glad=config.include_glad)
+    context.log.info(f"benchmarking {len(methods)} methods on {len(config.seeds)} seeds: {', '.join(methods)}")
+    runs = cb.run_benchmark(
+        judgments, items, classes, methods, tuple(config.seeds), min_human_votes=config.min_human_votes, llm_scores=scores
+    )
+    summary = cb.summarize(runs)
+    with duckdb.get_connection() as con:
+        replace_tables(con, {"consensus_benchmark": summary, "consensus_benchmark_runs": runs})
+    best = summary.iloc[0]
+    default = summary.loc[summary["is_default"], "mean_accuracy"]
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": len(summary),
+            "summary": dg.MetadataValue.md(cb.markdown_table(summary)),
+            "plot": plot_metadata(plot_benchmark(summary)),
+            "best_method": str(best["method"]),
+            "default_method": cb.DEFAULT_METHOD,
+            "default_accuracy": float(default.iloc[0]),
+            "n_items": int(runs["n_items"].max()),
+            "seeds": dg.MetadataValue.json(list(config.seeds)),
+        }
+    )
+
+
+@dg.asset(
+    deps=["annotator_stats"],
+    group_name="reports",
+    kinds={"duckdb"},
+    pool=DB_POOL,
+    description="annotator_stats after each rebuild (one snapshot per materialization, keyed by the latest batch): "
+    "query drift of an annotator's quality across batches.",
+)
+def annotator_stats_history(duckdb: JudgeDuckDBResource) -> dg.MaterializeResult:
+    with duckdb.get_connection() as con:
+        number, latest = append_annotator_history(con)
+        history = con.execute(f"SELECT * FROM {HISTORY_TABLE}").df()
+        return dg.MaterializeResult(
+            metadata={
+                **table_metadata(con, HISTORY_TABLE, order_by="snapshot DESC, num_examples_labeled DESC"),
+                "snapshot": number,
+                "latest_batch_id": latest or "",
+                "quality_over_batches": plot_metadata(plot_annotator_drift(history)),
+            }
+        )
+
+
+@dg.asset(
+    deps=["judgments", "items", "model_probs", "majority_vote_labels"],
+    group_name="reports",
+    kinds={"duckdb", "python"},
+    pool=DB_POOL,
+    description="Items ranked by cleanlab's ActiveLab score (votes from judgments, prior from model_probs): "
+    "label_next_rank 1 = the item whose next label helps most; with the item's text and vote count.",
+)
+def label_next(duckdb: JudgeDuckDBResource) -> dg.MaterializeResult:
+    with duckdb.get_connection() as con:
+        n = build_label_next(con)
+        unlabelled = con.execute(f"SELECT count(*) FILTER (WHERE num_annotations = 0) FROM {LABEL_NEXT_TABLE}").fetchone()[0]
+        return dg.MaterializeResult(
+            metadata={**table_metadata(con, LABEL_NEXT_TABLE, order_by="label_next_rank"), "items": n, "unlabelled_items": unlabelled}
+        )
