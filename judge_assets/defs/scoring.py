@@ -7,7 +7,7 @@ import pandas as pd
 
 from judge_assets.core.db import replace_table
 from judge_assets.core.scoring.llm_judge import SCORE_COLUMNS, first_position_preference, score_items
-from judge_assets.core.scoring.prior import build_model_probs, prior_training_labels
+from judge_assets.core.scoring.prior import build_model_probs, count_items_without_text, prior_training_labels
 from judge_assets.core.labels import stored_label_set
 from judge_assets.core.validation import validate_llm_scores, validate_probabilities
 from judge_assets.defs.metadata import asset_check_result, table_metadata
@@ -92,12 +92,17 @@ def model_probs(context: dg.AssetExecutionContext, duckdb: JudgeDuckDBResource) 
         probs = build_model_probs(items, prior_training_labels(judgments, classes), llm, classes)
         replace_table(con, "model_probs", probs)
         scorers = probs["scorer"].value_counts().to_dict()
-        context.log.info("model_probs scorers: " + ", ".join(f"{k} {v}" for k, v in scorers.items()))
+        textless = count_items_without_text(items)
+        context.log.info("model_probs scorers: " + ", ".join(f"{k} {v}" for k, v in scorers.items()) + f"; {textless} items without texts")
+        notes = [f"- **{k}** ({scorers[k]} items): {SCORER_NOTES[k]}" for k in scorers]
+        if textless:
+            notes.append(f"- {textless} items have no texts (e.g. CSV rows): their prior comes from their other columns (pairwise: models, category, turn)")
         return dg.MaterializeResult(
             metadata={
                 **table_metadata(con, "model_probs"),
                 "scorer_counts": dg.MetadataValue.json({str(k): int(v) for k, v in scorers.items()}),
-                "scorers": dg.MetadataValue.md("\n".join(f"- **{k}** ({scorers[k]} items): {SCORER_NOTES[k]}" for k in scorers)),
+                "items_without_text": textless,
+                "scorers": dg.MetadataValue.md("\n".join(notes)),
             }
         )
 

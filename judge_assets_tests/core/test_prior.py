@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,6 +11,7 @@ from judge_assets.core.scoring.prior import (
     MIN_PROB,
     build_model_probs,
     classifier_prior,
+    count_items_without_text,
     item_features,
     prior_training_labels,
 )
@@ -196,3 +198,23 @@ def test_generic_pipeline_items_never_learn_from_vote_counts():
     out = classifier_prior(items, pd.Series(labels, index=items["item_id"].to_numpy()), ("bad", "good"), seed=0)
     np.testing.assert_allclose(out[["p_bad", "p_good"]].sum(axis=1), 1.0)
     assert ((out["p_good"] > 0.5).to_numpy() == (labels == "good")).mean() < 0.7
+
+
+def test_pairwise_items_without_texts_get_a_prior_from_their_models():
+    """A CSV row cannot hold conversations: its item's answers are NULL lists, which DuckDB hands
+    to pandas as ``pd.NA`` (this raised ``TypeError: 'NAType' object is not iterable``)."""
+    con = duckdb.connect()
+    con.register("known", pairwise_items())
+    items = con.execute(
+        "SELECT * FROM known UNION ALL SELECT * FROM (VALUES "
+        "('900:1:strong-1|weak-1', 900, 1, 'strong-1', 'weak-1', 'writing', NULL::VARCHAR[], NULL::VARCHAR[]), "
+        "('901:1:mid|strong-2', 901, 1, 'mid', 'strong-2', NULL, NULL::VARCHAR[], NULL::VARCHAR[]))"
+    ).df()
+    assert items["answers_a"].iloc[-1] is pd.NA
+    labels = strength_labels(items.iloc[:-2])
+    out = build_model_probs(items, labels, None, CLASSES).set_index("item_id")
+    np.testing.assert_allclose(out[PROB_COLS].sum(axis=1), 1.0)
+    assert (out["scorer"] == "oof_classifier").all()
+    # their rows come from the model identities: B is likelier where model_b is the stronger model
+    assert out.loc["901:1:mid|strong-2", "p_B"] > out.loc["900:1:strong-1|weak-1", "p_B"] + 0.2
+    assert count_items_without_text(items) == 2 and count_items_without_text(items.iloc[:-2]) == 0

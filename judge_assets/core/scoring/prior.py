@@ -1,6 +1,6 @@
 """The model prior CROWDLAB needs: per-item class probabilities from a model, not from the votes.
 
-Two sources, in order of precedence (:func:`build_model_probs`):
+Three sources, in order of precedence (:func:`build_model_probs`):
 
 1. ``llm_logprobs`` — an LLM judge's swap-averaged answer probabilities (the
    ``llm_judge_scores`` table), where a row with ``status == 'ok'`` exists.
@@ -15,7 +15,8 @@ Features (:func:`item_features`). For pairwise items (columns ``model_a``, ``mod
 (``model_b``) so a linear model learns a Bradley-Terry strength per model, the same
 identities coded +1/+1 (which pairs tend to tie), log answer lengths of the judged turn and
 their difference, the category, the turn, and the difference of the two answers' TF-IDF
-vectors. For any other item table: TF-IDF of its text columns (strings or lists of strings)
+vectors. An item without answer texts (e.g. a CSV row: CSV cannot hold conversations) gets zero
+text features and is predicted from its models, category and turn. For any other item table: TF-IDF of its text columns (strings or lists of strings)
 and one-hot codes of its low-cardinality scalar columns.
 """
 
@@ -33,26 +34,35 @@ MIN_PROB = 1e-3
 
 PAIRWISE_COLUMNS = ("model_a", "model_b", "answers_a", "answers_b")
 
+#: The ``items`` columns holding an item's texts (lists of strings).
+TEXT_COLUMNS = ("user_turns", "answers_a", "answers_b")
+
 #: Columns of the ``items`` table counted from the votes: never features (the benchmark hides votes).
 VOTE_COUNT_COLUMNS = ("n_human_votes", "n_llm_votes")
 
 
+def _missing(value) -> bool:
+    """A missing cell: None, NaN or ``pd.NA`` (DuckDB hands a NULL list to pandas as ``pd.NA``)."""
+    return value is None or (pd.api.types.is_scalar(value) and pd.isna(value))
+
+
 def _judged_text(value) -> str:
-    """The judged turn's text: the last entry of a list column, or the string itself."""
-    if value is None or (isinstance(value, float) and np.isnan(value)):
+    """The judged turn's text: the last entry of a list column, or the string itself; "" when missing."""
+    if _missing(value):
         return ""
     if isinstance(value, str):
         return value
-    seq = [v for v in value if v is not None]
+    seq = [v for v in value if not _missing(v)]
     return str(seq[-1]) if seq else ""
 
 
 def _all_text(value) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
+    """Every entry of a list column joined by newlines, or the string itself; "" when missing."""
+    if _missing(value):
         return ""
     if isinstance(value, str):
         return value
-    return "\n".join(str(v) for v in value if v is not None)
+    return "\n".join(str(v) for v in value if not _missing(v))
 
 
 def _one_hot(values: pd.Series) -> sp.csr_matrix:
@@ -125,12 +135,28 @@ def generic_features(items: pd.DataFrame, *, tfidf_features: int = 2000) -> sp.c
     return sp.hstack(blocks, format="csr")
 
 
+def _is_pairwise(items: pd.DataFrame) -> bool:
+    return set(PAIRWISE_COLUMNS) <= set(items.columns) and items["model_a"].notna().all() and items["model_b"].notna().all()
+
+
 def item_features(items: pd.DataFrame) -> sp.csr_matrix:
     """Pairwise features when ``items`` has the pairwise columns with both models named on every
     row, generic ones otherwise (e.g. the generic schema's items, whose ``model_a`` is NULL)."""
-    if set(PAIRWISE_COLUMNS) <= set(items.columns) and items["model_a"].notna().all() and items["model_b"].notna().all():
-        return pairwise_features(items)
-    return generic_features(items)
+    return pairwise_features(items) if _is_pairwise(items) else generic_features(items)
+
+
+def count_items_without_text(items: pd.DataFrame) -> int:
+    """Items whose features hold no text. Pairwise (as in :func:`item_features`): neither answer of
+    the judged turn is known (e.g. CSV rows, which cannot hold conversations), so the prior has only
+    the model identities, category and turn. Otherwise: no text in ``TEXT_COLUMNS``."""
+    if _is_pairwise(items):
+        columns, text = ("answers_a", "answers_b"), _judged_text
+    else:
+        columns, text = [c for c in TEXT_COLUMNS if c in items.columns], _all_text
+    empty = np.ones(len(items), dtype=bool)
+    for column in columns:
+        empty &= items[column].map(text).eq("").to_numpy()
+    return int(empty.sum())
 
 
 def _fit_predict(x_train, y_train: np.ndarray, x_test, n_classes: int, *, c: float) -> np.ndarray:
