@@ -13,7 +13,7 @@ from judge_assets.core.labels import stored_label_set
 from judge_assets.core.plots import plot_annotator_drift
 from judge_assets.core.reports.changes import changes, snapshot
 from judge_assets.core.reports.history import append_annotator_history
-from judge_assets.core.sources.gate import check_file, quarantine, stage_file, stored_column_types
+from judge_assets.core.sources.gate import admit_files, check_file, quarantine, stage_file, stored_column_types
 from judge_assets.core.sources.batches import JudgmentInputError, file_batch, record_batch
 from judge_assets.core.consensus.votes import Votes
 
@@ -174,3 +174,54 @@ def test_label_next_ranks_every_mt_bench_item_with_its_text(mt_bench_db):
     with pytest.raises(ValueError, match="model_probs has no row for 1 item"):
         build_label_next(con)
     con.close()
+
+
+GENERIC_MESSAGE = (
+    "the database holds pairwise votes (A/B/tie); this file holds labels in the generic schema "
+    "(item_id, annotator, label): use a separate JUDGE_DB for it"
+)
+
+
+def _fingerprint(con) -> dict[str, tuple]:
+    tables = [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()]
+    return {t: con.execute(f'SELECT count(*), md5(coalesce(string_agg(x::VARCHAR, \'\' ORDER BY x::VARCHAR), \'\')) FROM "{t}" x').fetchone() for t in tables}
+
+
+def test_admit_refuses_a_generic_file_into_a_pairwise_database_and_changes_nothing(mt_bench_db, tmp_path):
+    """Its labels even fit the stored class set (A, B, tie): only the schema tells it apart."""
+    upload = tmp_path / "inbox" / "generic.csv"
+    upload.parent.mkdir()
+    upload.write_text("item_id,annotator,label\nq1,ann,A\nq1,bob,tie\n")
+    con = duckdb.connect(str(mt_bench_db))
+    before = _fingerprint(con)
+    [admission] = admit_files(con, [upload], tmp_path / "batches", tmp_path / "rejected")
+    assert admission.status == "refused"
+    assert admission.message.startswith(f"refused: {upload.resolve()}: {GENERIC_MESSAGE}; moved to ")
+    assert "\n" not in admission.message
+    assert _fingerprint(con) == before
+    assert not upload.exists() and GENERIC_MESSAGE in (tmp_path / "rejected" / "generic.csv.error.txt").read_text()
+    assert not (tmp_path / "batches").exists()
+
+
+def test_admit_keeps_one_schema_per_database_from_the_first_file_on(tmp_path):
+    """Into an empty database: a generic file is accepted, a pairwise file after it (same call) is refused."""
+    generic, pairwise = tmp_path / "labels.jsonl", tmp_path / "votes.csv"
+    generic.write_text('{"item_id": "q1", "annotator": "ann", "label": "good"}\n')
+    pairwise.write_text("question_id,model_a,model_b,winner,judge\n81,gpt-4,claude-v1,model_a,ann\n")
+    con = duckdb.connect(str(tmp_path / "judge.duckdb"))
+    first, second = admit_files(con, [generic, pairwise], tmp_path / "batches", tmp_path / "rejected")
+    assert (first.status, first.schema) == ("accepted", "generic")
+    assert second.status == "refused"
+    assert (
+        "the database holds labels in the generic schema (item_id, annotator, label); "
+        "this file holds pairwise votes (A/B/tie): use a separate JUDGE_DB for it"
+    ) in second.message
+    assert con.execute("SELECT batch_id FROM annotation_batches").fetchall() == [(first.batch.batch_id,)]
+
+
+def test_check_file_reports_the_schema_before_the_labels(tmp_path):
+    path = tmp_path / "labels.csv"
+    path.write_text("item_id,annotator,label\nq1,ann,pass\n")
+    with pytest.raises(JudgmentInputError, match="this file holds labels in the generic schema") as err:
+        check_file(path, ("A", "B", "tie"), schemas=frozenset({"pairwise"}))
+    assert err.value.row is None and err.value.column is None

@@ -155,3 +155,21 @@ def test_a_failed_write_leaves_stored_rows_untouched(tmp_path):
         write_batch(con, bad, clash, "pairwise")
     assert con.execute("SELECT * FROM raw_judgments ORDER BY source_row").fetchall() == before
     assert con.execute("SELECT batch_id FROM annotation_batches").fetchall() == [(good.batch_id,)]
+
+
+def test_a_batch_of_the_other_schema_is_refused_at_the_write(tmp_path):
+    """`judge-assets run` with a generic JUDGE_SOURCE on a pairwise database: the same one line as the gate."""
+    con = duckdb.connect(str(tmp_path / "db.duckdb"))
+    path = tmp_path / "good.jsonl"
+    _write_jsonl(path, _pairwise_rows())
+    good = file_batch(path)
+    write_batch(con, good, load_batch(good), "pairwise")
+    write_batch(con, good, load_batch(good), "pairwise")  # the same batch again is fine
+    before = con.execute("SELECT * FROM raw_judgments ORDER BY source_row").fetchall()
+    generic = tmp_path / "labels.jsonl"
+    _write_jsonl(generic, [{"item_id": "q1", "annotator": "ann", "label": "A"}])
+    batch = file_batch(generic)
+    with pytest.raises(JudgmentInputError, match=r"labels.jsonl: the database holds pairwise votes \(A/B/tie\); this file holds labels in the generic schema"):
+        write_batch(con, batch, load_batch(batch), "generic")
+    assert con.execute("SELECT * FROM raw_judgments ORDER BY source_row").fetchall() == before
+    assert con.execute("SELECT batch_id FROM annotation_batches").fetchall() == [(good.batch_id,)]

@@ -23,7 +23,7 @@ import duckdb
 import pyarrow as pa
 
 from judge_assets.config import BUNDLED_DATA_DIR, BUNDLED_SOURCE
-from judge_assets.core.db import quote_ident, quote_literal, table_columns, transaction
+from judge_assets.core.db import quote_ident, quote_literal, table_columns, table_exists, transaction
 from judge_assets.core.keys import pairwise_vote_key_sql
 from judge_assets.core.labels import WINNER_TO_LABEL
 
@@ -44,6 +44,12 @@ SCHEMAS: dict[str, dict[str, tuple[str, ...]]] = {
 RAW_TABLE = "raw_judgments"
 BATCH_TABLE = "annotation_batches"
 MAX_REPORTED_ROWS = 5
+
+#: What a batch of each schema holds, as refusals name it.
+SCHEMA_CONTENTS = {
+    "pairwise": "pairwise votes (A/B/tie)",
+    "generic": "labels in the generic schema (item_id, annotator, label)",
+}
 
 
 class JudgmentInputError(ValueError):
@@ -198,6 +204,26 @@ def _raise_missing(source: str, schema: str, gaps: list[str], columns: list[str]
     )
 
 
+def stored_schemas(con: duckdb.DuckDBPyConnection, *, except_batch: str | None = None) -> frozenset[str]:
+    """The schemas of the batches in ``annotation_batches`` (loaded, or accepted by the gate), other
+    than ``except_batch``; empty before the first one."""
+    if not table_exists(con, BATCH_TABLE):
+        return frozenset()
+    rows = con.execute(
+        f"SELECT DISTINCT schema FROM {BATCH_TABLE} WHERE schema IS NOT NULL AND batch_id IS DISTINCT FROM ?", [except_batch]
+    ).fetchall()
+    return frozenset(r[0] for r in rows)
+
+
+def check_schema_fits(schema: str, stored: frozenset[str], source: str) -> None:
+    """A database holds one input schema: refuse a batch of another one (one line, no row)."""
+    if stored and schema not in stored:
+        held = " and ".join(SCHEMA_CONTENTS[s] for s in sorted(stored))
+        raise JudgmentInputError(
+            source, f"the database holds {held}; this file holds {SCHEMA_CONTENTS[schema]}: use a separate JUDGE_DB for it"
+        )
+
+
 def validate_batch(
     table: pa.Table, source: str, classes: tuple[str, ...] | None = None, *, allow_duplicates: bool = False
 ) -> str:
@@ -268,11 +294,13 @@ def write_batch(con: duckdb.DuckDBPyConnection, batch: Batch, table: pa.Table, s
 
     Rows are stored exactly as read plus ``batch_id``, ``source``, ``source_row`` (1-based row in
     the batch) and ``ingested_at``. Columns new to the table are added; a type clash fails the
-    whole write with the column named. The batch is recorded in ``annotation_batches``.
+    whole write with the column named, as does a schema other than the stored batches'
+    (:func:`check_schema_fits`). The batch is recorded in ``annotation_batches``.
     """
     con.register("batch_arrow", table)
     try:
         with transaction(con):
+            check_schema_fits(schema, stored_schemas(con, except_batch=batch.batch_id), batch.label)
             con.execute(
                 "CREATE OR REPLACE TEMP TABLE batch_rows AS SELECT *, ? AS batch_id, ? AS source, "
                 "row_number() OVER () AS source_row, now()::TIMESTAMP AS ingested_at FROM batch_arrow",

@@ -1,8 +1,8 @@
 """The strict gate for annotation files added after the first build.
 
-A new file must load, fit one input schema, hold one vote per (item, annotator), use labels of the
-stored class set and values castable to the types already stored in ``raw_judgments``
-(:func:`check_file`). A refused file is moved aside by :func:`quarantine` (with a ``.error.txt``
+A new file must load, be in the input schema of the stored batches (a database holds one), hold
+one vote per (item, annotator), use labels of the stored class set and values castable to the
+types already stored in ``raw_judgments`` (:func:`check_file`). A refused file is moved aside by :func:`quarantine` (with a ``.error.txt``
 naming file, row and column) and nothing stored changes. An accepted file is copied by
 :func:`stage_file` to ``<batches_dir>/<batch_id><suffix>`` and registered under that path, so the
 inbox can be cleaned and the batch re-materialized later.
@@ -26,10 +26,13 @@ from judge_assets.core.sources.batches import (
     RAW_TABLE,
     Batch,
     JudgmentInputError,
+    check_schema_fits,
+    detect_schema,
     file_batch,
     load_batch,
     record_batch,
     registered_batch,
+    stored_schemas,
     validate_batch,
 )
 from judge_assets.core.labels import PAIRWISE_LABELS, stored_label_set
@@ -54,6 +57,7 @@ def check_file(
     path: str | Path,
     classes: tuple[str, ...] | None = None,
     column_types: dict[str, str] | None = None,
+    schemas: frozenset[str] = frozenset(),
 ) -> tuple[Batch, str]:
     """Validate one annotation file strictly; returns its batch (id from the content hash) and schema.
 
@@ -64,13 +68,17 @@ def check_file(
         must lie in it; a pairwise file needs it to be ``A, B, tie``.
     column_types : ``raw_judgments`` column → DuckDB type already stored (:func:`stored_column_types`);
         every non-NULL value of such a column must cast to that type.
+    schemas : the schemas of the stored batches (:func:`stored_schemas`); the file must be in one
+        of them (checked first: a file of the other schema gets one line saying so).
 
     Raises :class:`JudgmentInputError` (file, row, column) for: unsupported or missing file, empty
-    file, text that is not UTF-8, unparseable content, no rows, missing required column, empty
-    value, wrong type, unknown winner or label, duplicate votes inside the file.
+    file, text that is not UTF-8, unparseable content, no rows, missing required column, a schema
+    other than the stored one, empty value, wrong type, unknown winner or label, duplicate votes
+    inside the file.
     """
     batch = file_batch(path)
     table = load_batch(batch)
+    check_schema_fits(detect_schema(table.column_names, batch.label), schemas, batch.label)
     schema = validate_batch(table, batch.label, classes, allow_duplicates=False)
     if schema == "pairwise" and classes and tuple(classes) != PAIRWISE_LABELS:
         raise JudgmentInputError(
@@ -202,15 +210,17 @@ def admit_files(
     """The ingest workflow for new annotation files, shared by ``judge-assets ingest`` and the inbox sensor.
 
     For each file in order: the same bytes already loaded (any name) → ``duplicate``; registered
-    but never loaded → ``pending``; otherwise :func:`check_file` against the stored class set
-    (``declared_labels`` before the first build) and column types, then :func:`stage_file` and a
-    row in ``annotation_batches`` → ``accepted``. A refused file is moved to ``rejected_dir`` by
+    but never loaded → ``pending``; otherwise :func:`check_file` against the stored schema (that of
+    the batches loaded or accepted before, this call's included), class set (``declared_labels``
+    before the first build) and column types, then :func:`stage_file` and a row in
+    ``annotation_batches`` → ``accepted``. A refused file is moved to ``rejected_dir`` by
     :func:`quarantine`; nothing stored changes for it. Registering partitions and materializing
     is the caller's (Dagster's) part.
     """
     stored = stored_label_set(con, missing_ok=True)
     classes = stored.labels if stored else (tuple(declared_labels) or None)
     types = stored_column_types(con)
+    schemas = stored_schemas(con)
     seen: dict[str, str] = {}
     out: list[Admission] = []
     for path in map(Path, paths):
@@ -230,7 +240,7 @@ def admit_files(
                 out.append(Admission(path, "pending", f"{path}: registered as batch {waiting} but not loaded yet; loading it",
                                      batch=registered_batch(con, waiting)))
                 continue
-            _, schema = check_file(path, classes, types)
+            _, schema = check_file(path, classes, types, schemas)
         except JudgmentInputError as exc:
             moved = quarantine(path, exc, rejected_dir) if path.is_file() else None
             where = f"; moved to {moved} (reason in {moved.name}.error.txt)" if moved else ""
@@ -238,6 +248,7 @@ def admit_files(
             continue
         batch = stage_file(path, batches_dir)
         record_batch(con, batch, schema)
+        schemas |= {schema}
         seen[key] = path.name
         out.append(Admission(path, "accepted", f"{path}: accepted as batch {batch.batch_id} ({schema} schema), kept at {batch.location}",
                              batch=batch, schema=schema))
