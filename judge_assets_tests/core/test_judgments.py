@@ -7,7 +7,7 @@ import json
 import duckdb
 import pytest
 
-from judge_assets.core.keys import item_key
+from judge_assets.core.keys import item_key, item_key_sql
 from judge_assets.core.labels import stored_label_set
 from judge_assets.core.votes.judgments import build_items, build_judgments
 from judge_assets.core.sources.batches import file_batch, load_batch, validate_batch, write_batch
@@ -107,3 +107,40 @@ def test_generic_schema_infers_or_checks_the_class_set(tmp_path):
     build_judgments(con, ())
     build_items(con)
     assert con.execute("SELECT user_turns, answers_a FROM items WHERE item_id = 'x'").fetchone() == (["2+2?"], ["4"])
+
+
+HOSTILE_NAMES = ["x|y", "z", "x", "y|z", "a\\", "\\|", "|", "\\\\", "back\\slash", "it's", "ünï|cödé", "q:1:r", "A", "a"]
+
+
+def test_python_and_sql_item_keys_agree_on_hostile_names():
+    pairs = [(a, b) for a in HOSTILE_NAMES for b in HOSTILE_NAMES if a != b]
+    con = duckdb.connect()
+    con.execute("CREATE TABLE p (question_id BIGINT, turn INTEGER, model_a VARCHAR, model_b VARCHAR)")
+    con.executemany("INSERT INTO p VALUES (?, ?, ?, ?)", [(81, 2, a, b) for a, b in pairs])
+    sql_keys = [r[0] for r in con.execute(f"SELECT {item_key_sql('question_id', 'turn', 'model_a', 'model_b')} FROM p").fetchall()]
+    assert sql_keys == [item_key(81, 2, a, b) for a, b in pairs]
+    # one key per unordered pair, and never the same key for two pairs
+    assert len(set(sql_keys)) == len(pairs) // 2
+
+
+def test_names_with_the_separator_are_two_items_end_to_end(tmp_path):
+    con = duckdb.connect(str(tmp_path / "db.duckdb"))
+    _ingest(con, tmp_path, "pipes.jsonl", [
+        {"question_id": 81, "model_a": "x|y", "model_b": "z", "winner": "model_a", "judge": "h1", "turn": 1},
+        {"question_id": 81, "model_a": "x", "model_b": "y|z", "winner": "model_b", "judge": "h1", "turn": 1},
+    ])
+    summary = build_judgments(con, ())
+    assert summary.n_items == 2 and summary.duplicates_dropped == 0
+    rows = con.execute("SELECT item_id, model_a, model_b, label FROM judgments ORDER BY model_a").fetchall()
+    assert rows == [(item_key(81, 1, "x", "y|z"), "x", "y|z", "B"), (item_key(81, 1, "x|y", "z"), "x|y", "z", "A")]
+    build_items(con)
+    assert con.execute("SELECT count(*) FROM items").fetchone()[0] == 2
+
+
+def test_mt_bench_item_keys_are_unchanged(mt_bench_db):
+    """MT-Bench names hold no `|` or `\\`: its keys are the plain "{question_id}:{turn}:{model_a}|{model_b}"."""
+    con = duckdb.connect(str(mt_bench_db), read_only=True)
+    assert con.execute(
+        "SELECT count(*) FROM items WHERE item_id <> question_id || ':' || turn || ':' || model_a || '|' || model_b"
+    ).fetchone()[0] == 0
+    assert con.execute("SELECT count(*) FROM items WHERE item_id = '81:1:alpaca-13b|gpt-4'").fetchone()[0] == 1
