@@ -73,8 +73,50 @@ def test_batch_id_follows_content_not_name(tmp_path):
     assert ids[0] == ids[1] != ids[2]
 
 
-def test_hf_dataset_path_loads_a_local_dataset_folder_with_named_splits(tmp_path):
-    """The `datasets.load_dataset(<dataset id>)` path, on a folder laid out like the Hub repo."""
+def test_a_folder_gives_one_batch_per_file_so_files_may_differ(tmp_path):
+    """Read as one dataset, these files failed with datasets' DatasetGenerationCastError, naming
+    neither file nor column."""
+    folder = tmp_path / "votes"
+    folder.mkdir()
+    pd.DataFrame(_pairwise_rows(2)).drop(columns="turn").to_csv(folder / "b_round.csv", index=False)
+    _write_jsonl(folder / "a_round.jsonl", [{**r, "category": "writing"} for r in _pairwise_rows(3)])
+    (folder / "notes.txt").write_text("not votes")
+    (folder / ".hidden.csv").write_text("x\n")
+    (folder / "sub").mkdir()
+    pd.DataFrame(_pairwise_rows(1)).to_csv(folder / "sub" / "ignored.csv", index=False)
+
+    batches = source_batches(str(folder))
+
+    assert batches == [file_batch(folder / "a_round.jsonl"), file_batch(folder / "b_round.csv")]
+    con = duckdb.connect(str(tmp_path / "db.duckdb"))
+    for batch in batches:
+        table = load_batch(batch)
+        write_batch(con, batch, table, validate_batch(table, batch.label))
+    assert con.execute("SELECT source, count(*), count(category), count(turn) FROM raw_judgments GROUP BY 1 ORDER BY 1").fetchall() == [
+        (str(folder / "a_round.jsonl"), 3, 3, 3),
+        (str(folder / "b_round.csv"), 2, 0, 0),
+    ]
+
+
+def test_a_folder_without_supported_files_or_with_splits_is_a_clear_error(tmp_path):
+    folder = tmp_path / "dataset"
+    (folder / "data").mkdir(parents=True)
+    (folder / "README.md").write_text("---\nconfigs: []\n---\n")
+    pd.DataFrame(_pairwise_rows()).to_parquet(folder / "data" / "train.parquet")
+    with pytest.raises(JudgmentInputError, match=r"dataset: no \.csv, \.json, \.jsonl, \.parquet files in this folder \(sub-folders are not read\)"):
+        source_batches(str(folder))
+    with pytest.raises(JudgmentInputError, match="splits \\(train\\) apply to Hugging Face dataset ids"):
+        source_batches(str(folder / "data"), ("train",))
+    assert [b.kind for b in source_batches(str(folder / "data"))] == ["file"]
+
+
+def test_hub_ids_keep_one_batch_per_split(tmp_path):
+    """A Hub id names its splits; they load with `datasets.load_dataset(<id>, split=...)` (here on
+    a folder laid out like the Hub repo, the same loader path without a network)."""
+    assert source_batches("lmsys/mt_bench_human_judgments", ("human", "gpt4_pair")) == [
+        Batch("mt_bench_human_judgments-human", "hf", "lmsys/mt_bench_human_judgments", "human"),
+        Batch("mt_bench_human_judgments-gpt4_pair", "hf", "lmsys/mt_bench_human_judgments", "gpt4_pair"),
+    ]
     folder = tmp_path / "mt_bench_human_judgments"
     (folder / "data").mkdir(parents=True)
     for split in ("human", "gpt4_pair"):
@@ -85,13 +127,10 @@ def test_hf_dataset_path_loads_a_local_dataset_folder_with_named_splits(tmp_path
         "  - split: human\n    path: data/human-*.parquet\n"
         "  - split: gpt4_pair\n    path: data/gpt4_pair-*.parquet\n---\n"
     )
-    batches = source_batches(str(folder))
-    assert sorted(b.split for b in batches) == ["gpt4_pair", "human"]
-    assert all(b.kind == "hf" for b in batches)
-    only_human = source_batches(str(folder), ("human",))
-    table = load_batch(only_human[0])
-    assert only_human[0].batch_id == "mt_bench_human_judgments-human"
+    batch = Batch("mt_bench_human_judgments-human", "hf", str(folder), "human")
+    table = load_batch(batch)
     assert table.num_rows == 50 and "conversation_a" in table.column_names
+    assert batch.label == f"{folder}[human]"
 
 
 def test_generic_long_schema_is_detected(tmp_path):

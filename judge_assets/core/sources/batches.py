@@ -6,7 +6,9 @@ Every source is read through ``datasets.load_dataset``:
   (two batches: ``mt_bench-human`` and ``mt_bench-gpt4_pair``);
 - a local file (``.parquet``, ``.jsonl``, ``.json``, ``.csv``) — one batch, loaded with the
   ``parquet`` / ``json`` / ``csv`` builder, its batch id derived from the file's content hash;
-- a local folder or a Hugging Face dataset id (``owner/name``) — one batch per split.
+- a local folder — one such file batch per supported file directly in it, in name order (so the
+  files may have different columns; sub-folders and hidden files are not read);
+- a Hugging Face dataset id (``owner/name``) — one batch per split.
 
 Two input schemas are recognised from the columns (see :data:`SCHEMAS`). A batch that does not
 fit raises :class:`JudgmentInputError` naming the file, the row (1-based, as ``source_row``) and
@@ -70,7 +72,7 @@ class Batch:
     """One annotation batch: a dynamic partition of ``raw_judgments``.
 
     ``kind`` is ``bundled`` | ``file`` | ``hf``; ``location`` the file path (bundled: the file name
-    inside the package's data folder) or dataset id/folder;
+    inside the package's data folder) or Hugging Face dataset id;
     ``split`` the dataset split (HF, bundled) or empty.
     """
 
@@ -114,7 +116,8 @@ def file_batch(path: str | Path) -> Batch:
 
 
 def source_batches(source: str, splits: tuple[str, ...] = ()) -> list[Batch]:
-    """The batches a configured source (``JUDGE_SOURCE``) consists of."""
+    """The batches a configured source (``JUDGE_SOURCE``) consists of; ``splits`` select splits of
+    a Hugging Face dataset (all when empty)."""
     if source == BUNDLED_SOURCE:
         return [
             Batch(f"mt_bench-{name}", "bundled", f"{name}.parquet", name)
@@ -123,18 +126,39 @@ def source_batches(source: str, splits: tuple[str, ...] = ()) -> list[Batch]:
     path = Path(source).expanduser()
     if path.is_file():
         return [file_batch(path)]
-    if not path.exists() and (source.startswith((".", "/", "~")) or Path(source).suffix.lower() in FILE_BUILDERS):
+    if path.is_dir():
+        return folder_batches(path, splits)
+    if source.startswith((".", "/", "~")) or Path(source).suffix.lower() in FILE_BUILDERS:
         raise JudgmentInputError(source, "no such file or folder")
-    name = path.name if path.exists() else source.rstrip("/").split("/")[-1]
-    location = str(path.resolve()) if path.exists() else source
     if not splits:
         import datasets
 
         try:
-            splits = tuple(datasets.get_dataset_split_names(location))
+            splits = tuple(datasets.get_dataset_split_names(source))
         except Exception as exc:  # noqa: BLE001 - any loader failure is an input problem here
             raise JudgmentInputError(source, f"cannot list the dataset's splits: {exc}") from exc
-    return [Batch(f"{name}-{split}", "hf", location, split) for split in splits]
+    name = source.rstrip("/").split("/")[-1]
+    return [Batch(f"{name}-{split}", "hf", source, split) for split in splits]
+
+
+def folder_batches(folder: Path, splits: tuple[str, ...] = ()) -> list[Batch]:
+    """One :func:`file_batch` per supported, non-hidden file directly in ``folder``, in name order.
+
+    Each file loads on its own, so the files may have different columns. A folder without such
+    files, or ``splits`` (a Hugging Face notion), is a :class:`JudgmentInputError`."""
+    folder = folder.resolve()
+    if splits:
+        raise JudgmentInputError(
+            str(folder), f"splits ({', '.join(splits)}) apply to Hugging Face dataset ids; a folder gives one batch per file: unset JUDGE_SOURCE_SPLIT"
+        )
+    files = sorted(
+        p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in FILE_BUILDERS
+    )
+    if not files:
+        raise JudgmentInputError(
+            str(folder), f"no {', '.join(sorted(FILE_BUILDERS))} files in this folder (sub-folders are not read)"
+        )
+    return [file_batch(p) for p in files]
 
 
 def load_batch(batch: Batch) -> pa.Table:
