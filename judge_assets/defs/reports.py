@@ -89,6 +89,12 @@ def consensus_benchmark(context: dg.AssetExecutionContext, config: BenchmarkConf
     summary = cb.summarize(runs)
     with duckdb.get_connection() as con:
         replace_tables(con, {"consensus_benchmark": summary, "consensus_benchmark_runs": runs})
+    if runs.empty:
+        reason = cb.skip_reason(judgments, config.min_human_votes)
+        context.log.warning(f"consensus benchmark: nothing to evaluate: {reason}")
+        return dg.MaterializeResult(
+            metadata={"dagster/row_count": 0, "skipped": reason, "n_items": 0, "seeds": dg.MetadataValue.json(list(config.seeds))}
+        )
     best = summary.iloc[0]
     default = summary.loc[summary["is_default"], "mean_accuracy"]
     return dg.MaterializeResult(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dagster as dg
+import duckdb
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,6 +11,8 @@ import pytest
 from judge_assets.core.plots import plot_benchmark
 from judge_assets.core.reports import consensus_benchmark as cb
 from judge_assets.core.scoring.prior import item_features, prior_training_labels
+from judge_assets.defs.reports import consensus_benchmark
+from judge_assets.defs.resources import JudgeDuckDBResource
 
 PAIRWISE = ("A", "B", "tie")
 
@@ -146,10 +150,46 @@ def test_report_table_and_plot():
     assert len(fig.axes[0].patches) == 2
 
 
+def test_without_items_of_three_human_votes_the_result_is_empty_and_says_why():
+    """Thin data (here at most 2 human votes per item) once raised and failed the run."""
+    judgments = noisy_pairwise(20)
+    judgments = judgments[(judgments["annotator_kind"] == "llm") | (judgments.groupby("item_id").cumcount() < 2)]
+    assert cb.held_out_splits(judgments) == []
+    runs = cb.run_benchmark(judgments, None, PAIRWISE)
+    assert runs.empty and list(runs.columns) == ["method", "seed", "n_items", "n_correct", "accuracy"]
+    assert cb.summarize(runs).empty
+    assert cb.skip_reason(judgments) == "needs items with ≥3 human votes; found 0 (the most human votes on one item: 2)"
+    assert cb.skip_reason(judgments[judgments["annotator_kind"] == "llm"]) == "needs items with ≥3 human votes; found 0 (the most human votes on one item: 0)"
+    assert cb.skip_reason(noisy_pairwise(20)) is None
+
+
+def test_the_asset_on_thin_data_is_green_with_empty_tables_and_the_reason(tmp_path):
+    judgments = noisy_pairwise(10)
+    judgments = judgments[judgments["annotator"].isin(["expert_0", "gpt4_pair"])]  # one human annotator
+    db = tmp_path / "judge.duckdb"
+    con = duckdb.connect(str(db))
+    con.register("j", judgments)
+    con.execute("CREATE TABLE judgments AS SELECT * FROM j")
+    con.execute("CREATE TABLE items AS SELECT DISTINCT item_id FROM judgments")
+    con.execute("CREATE TABLE llm_judge_scores (item_id VARCHAR, p_a DOUBLE, p_b DOUBLE, p_tie DOUBLE, status VARCHAR)")
+    con.execute("CREATE TABLE label_set AS SELECT * FROM (VALUES ('A', 0), ('B', 1), ('tie', 2)) t(label, code)")
+    con.close()
+
+    result = dg.materialize([consensus_benchmark], resources={"duckdb": JudgeDuckDBResource(database=str(db))})
+
+    assert result.success
+    [event] = result.get_asset_materialization_events()
+    metadata = event.materialization.metadata
+    assert metadata["skipped"].value == "needs items with ≥3 human votes; found 0 (the most human votes on one item: 1)"
+    assert metadata["dagster/row_count"].value == 0
+    con = duckdb.connect(str(db), read_only=True)
+    assert con.execute("SELECT count(*) FROM consensus_benchmark").fetchone() == (0,)
+    types = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE consensus_benchmark_runs)").fetchall())
+    assert types == {"method": "VARCHAR", "seed": "BIGINT", "n_items": "BIGINT", "n_correct": "BIGINT", "accuracy": "DOUBLE"}
+
+
 def test_bad_inputs_are_named():
     judgments = noisy_pairwise(20)
-    with pytest.raises(ValueError, match="no item has 9 or more human votes"):
-        cb.held_out_splits(judgments, min_human_votes=9)
     with pytest.raises(ValueError, match="lacks column"):
         cb.held_out_splits(judgments.drop(columns="label"))
     with pytest.raises(ValueError, match="outside the class set"):

@@ -20,7 +20,8 @@ Protocol (:func:`held_out_splits`, :func:`run_benchmark`):
    every seed, summarised as mean and standard deviation (:func:`summarize`).
 
 A method may abstain on an item (code ``-1``; e.g. an LLM judge that did not vote on it);
-its ``n_items`` then counts the items it answered.
+its ``n_items`` then counts the items it answered. Without any item of ``min_human_votes`` human
+votes there is nothing to hold out: the result is empty and :func:`skip_reason` says why.
 """
 
 from __future__ import annotations
@@ -92,14 +93,29 @@ def _is_human(judgments: pd.DataFrame) -> np.ndarray:
     return (judgments["annotator_kind"] == "human").to_numpy()
 
 
+def _human_votes_per_item(judgments: pd.DataFrame) -> pd.Series:
+    return judgments[_is_human(judgments)].groupby("item_id").size()
+
+
+def skip_reason(judgments: pd.DataFrame, min_human_votes: int = 3) -> str | None:
+    """Why the benchmark has nothing to evaluate in ``judgments`` (no item with ``min_human_votes``
+    human votes), as one line for a person; None when it has."""
+    counts = _human_votes_per_item(judgments)
+    if (counts >= min_human_votes).any():
+        return None
+    most = int(counts.max()) if len(counts) else 0
+    return f"needs items with ≥{min_human_votes} human votes; found 0 (the most human votes on one item: {most})"
+
+
 def held_out_splits(
     judgments: pd.DataFrame, min_human_votes: int = 3, seeds: tuple[int, ...] = DEFAULT_SEEDS
 ) -> list[HeldOutSplit]:
-    """One :class:`HeldOutSplit` per seed (see the module docstring, steps 1-2).
+    """One :class:`HeldOutSplit` per seed (see the module docstring, steps 1-2); none when no item
+    has ``min_human_votes`` human votes (:func:`skip_reason`).
 
     ``judgments``: one row per (item, annotator) vote with ``item_id, annotator, label``
-    (optional ``annotator_kind``). Raises ``ValueError`` when columns are missing, a pair votes
-    twice, or no item has ``min_human_votes`` human votes.
+    (optional ``annotator_kind``). Raises ``ValueError`` when columns are missing or a pair votes
+    twice.
     """
     missing = {"item_id", "annotator", "label"} - set(judgments.columns)
     if missing:
@@ -109,11 +125,11 @@ def held_out_splits(
     if judgments.duplicated(["item_id", "annotator"]).any():
         raise ValueError("judgments has an (item_id, annotator) pair more than once")
     frame = judgments.reset_index(drop=True)
-    human = frame[_is_human(frame)]
-    counts = human.groupby("item_id").size()
+    counts = _human_votes_per_item(frame)
     eligible = counts.index[counts >= min_human_votes]
     if len(eligible) == 0:
-        raise ValueError(f"no item has {min_human_votes} or more human votes; nothing to hold out")
+        return []
+    human = frame[_is_human(frame)]
     candidates = human[human["item_id"].isin(eligible)].sort_values(["item_id", "annotator"])
     splits = []
     for seed in seeds:
@@ -290,17 +306,21 @@ def run_benchmark(
     label set; ``methods``: name → :data:`Method` (default :func:`default_methods`).
 
     Returns one row per (method, seed): ``method, seed, n_items`` (evaluated items the method
-    answered), ``n_correct``, ``accuracy`` (= n_correct / n_items).
+    answered), ``n_correct``, ``accuracy`` (= n_correct / n_items); no rows when no item has
+    ``min_human_votes`` human votes (:func:`skip_reason`).
     """
     classes = tuple(classes)
     bad = sorted(set(judgments["label"]) - set(classes))
     if bad:
         raise ValueError(f"judgments has labels outside the class set {list(classes)}: {bad[:10]}")
+    splits = held_out_splits(judgments, min_human_votes, seeds)
+    rows = []
+    if not splits:
+        return _runs_frame(rows)
     methods = default_methods(judgments, llm_scores) if methods is None else dict(methods)
     items = _items_frame(judgments, items)
     features = item_features(items)
-    rows = []
-    for split in held_out_splits(judgments, min_human_votes, seeds):
+    for split in splits:
         inp = benchmark_input(split, items, classes, features, llm_scores)
         position = pd.Index(inp.votes.item_ids).get_indexer(split.hidden["item_id"])
         truth = pd.Index(classes).get_indexer(split.hidden["label"])
@@ -313,7 +333,13 @@ def run_benchmark(
             n_items = int(answered.sum())
             n_correct = int((predicted[answered] == truth[answered]).sum())
             rows.append((name, split.seed, n_items, n_correct, n_correct / n_items if n_items else float("nan")))
-    return pd.DataFrame(rows, columns=["method", "seed", "n_items", "n_correct", "accuracy"])
+    return _runs_frame(rows)
+
+
+def _runs_frame(rows: list[tuple]) -> pd.DataFrame:
+    """The per-seed runs with fixed column types (also when there are none)."""
+    frame = pd.DataFrame(rows, columns=["method", "seed", "n_items", "n_correct", "accuracy"])
+    return frame.astype({"method": "string", "seed": "int64", "n_items": "int64", "n_correct": "int64", "accuracy": "float64"})
 
 
 def summarize(runs: pd.DataFrame, default_method: str = DEFAULT_METHOD) -> pd.DataFrame:
