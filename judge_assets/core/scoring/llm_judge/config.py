@@ -1,0 +1,51 @@
+"""Where the LLM judge lives and how hard to push it: :class:`JudgeConfig`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+
+@dataclass(frozen=True)
+class JudgeConfig:
+    """How to reach the judge and how hard to push it.
+
+    ``api_key`` is excluded from ``repr`` (and so from logs of the config). ``mode`` is
+    ``online`` (concurrent chat-completion calls) or ``batch`` (the OpenAI batch API).
+    Retries: up to ``max_attempts`` calls per request, sleeping ``Retry-After`` when the server
+    sends it, else ``uniform(0, min(backoff_max_s, backoff_base_s * 2**(attempt-1)))``.
+    """
+
+    base_url: str
+    model: str
+    api_key: str = field(default="", repr=False)
+    concurrency: int = 16
+    timeout: float = 60.0
+    swap: bool = True
+    top_logprobs: int = 5
+    max_attempts: int = 5
+    mode: str = "online"
+    poll_interval: float = 10.0
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not self.base_url or urlsplit(self.base_url).scheme not in ("http", "https"):
+            raise ValueError(f"JudgeConfig.base_url must be an http(s) URL, got {self.base_url!r}")
+        if not self.model:
+            raise ValueError("JudgeConfig.model must name the judge model")
+        if self.mode not in ("online", "batch"):
+            raise ValueError(f"JudgeConfig.mode must be 'online' or 'batch', got {self.mode!r}")
+        if self.concurrency < 1 or self.max_attempts < 1:
+            raise ValueError("JudgeConfig.concurrency and max_attempts must be >= 1")
+        if not 1 <= self.top_logprobs <= 20:
+            raise ValueError(f"JudgeConfig.top_logprobs must lie in [1, 20], got {self.top_logprobs}")
+        if self.timeout <= 0 or self.poll_interval < 0:
+            raise ValueError("JudgeConfig.timeout must be > 0 and poll_interval >= 0")
+
+    @property
+    def endpoint_host(self) -> str:
+        """``host[:port]`` of ``base_url`` without user info (which could hold credentials)."""
+        parts = urlsplit(self.base_url)
+        host = parts.hostname or ""
+        return f"{host}:{parts.port}" if parts.port else host
