@@ -218,3 +218,11 @@ def test_pairwise_items_without_texts_get_a_prior_from_their_models():
     # their rows come from the model identities: B is likelier where model_b is the stronger model
     assert out.loc["901:1:mid|strong-2", "p_B"] > out.loc["900:1:strong-1|weak-1", "p_B"] + 0.2
     assert count_items_without_text(items) == 2 and count_items_without_text(items.iloc[:-2]) == 0
+
+
+def test_a_lone_labelled_item_gets_a_uniform_row_that_says_so():
+    """One human-labelled item (a one-row file): no model can be trained without its own label."""
+    items = pairwise_items(4)
+    out = build_model_probs(items, strength_labels(items).iloc[:1], None, CLASSES)
+    assert list(out["scorer"]) == ["uniform", "oof_classifier", "oof_classifier", "oof_classifier"]
+    np.testing.assert_allclose(out.loc[0, PROB_COLS].to_numpy(float), 1 / 3)

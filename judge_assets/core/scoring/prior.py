@@ -204,7 +204,8 @@ def classifier_prior(
         cannot change its own row. Rare classes: a class missing from a training fold (fewer
         members than folds, or unlucky draw) gets probability 0 from that fold's model before
         clipping; a training fold with a single class predicts that class. With one labelled
-        item, its own row is uniform (no model can be trained without it).
+        item, its own row is uniform and says so (``scorer = 'uniform'``: no model can be trained
+        without it).
     seed : fold assignment seed; the same inputs and seed give the same output.
     c : inverse L2 regularisation strength of the logistic regression.
     features : optional precomputed :func:`item_features` of ``items`` (same row order).
@@ -212,7 +213,8 @@ def classifier_prior(
     Returns
     -------
     DataFrame with ``item_id``, ``p_<label>`` per class (each row ≥ ``MIN_PROB`` and summing to 1)
-    and ``scorer = 'oof_classifier'``, one row per item in ``items`` order. A labelled item's row
+    and ``scorer = 'oof_classifier'`` (``'uniform'`` for a lone labelled item), one row per item in
+    ``items`` order. A labelled item's row
     comes from the fold model that did not see its label; unlabelled items get the model trained
     on all labelled items.
     """
@@ -235,15 +237,17 @@ def classifier_prior(
     if len(unlabelled):
         probs[unlabelled] = _fit_predict(x[position], y, x[unlabelled], k, c=c)
     n_splits = min(n_folds, len(position))
+    scorer = np.full(len(items), "oof_classifier", dtype=object)
     if n_splits < 2:
         probs[position] = 1.0 / k
+        scorer[position] = "uniform"
     else:
         splitter = KFold(n_splits=n_splits, shuffle=True, random_state=seed)
         for train, test in splitter.split(position):
             probs[position[test]] = _fit_predict(x[position[train]], y[train], x[position[test]], k, c=c)
     out = pd.DataFrame(clip_probs(probs), columns=[f"p_{c_}" for c_ in classes])
     out.insert(0, "item_id", item_ids)
-    out["scorer"] = "oof_classifier"
+    out["scorer"] = scorer
     return out
 
 
