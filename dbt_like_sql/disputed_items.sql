@@ -1,6 +1,10 @@
 -- materialized: table
--- The 100 items with the lowest consensus quality score, for human review: every vote
--- ("annotator: label"), the last user turn and both answers to it.
+-- grain: item_id
+-- The 100 items with the lowest consensus quality score, for human review (review_rank 1 =
+-- least trustworthy): the consensus, majority-vote and Dawid-Skene labels, every vote as
+-- "annotator: label" (votes), the last user turn and both answers to it. Fits any label set.
+-- Pairwise items carry question_id, turn, model_a and model_b; generic items have those NULL
+-- and show their prompt and response_a / response_b as last_user_turn, answer_a, answer_b.
 WITH disputed AS (
     SELECT *
     FROM consensus_labels

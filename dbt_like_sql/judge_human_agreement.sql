@@ -1,8 +1,15 @@
 -- materialized: table
--- Agreement of each LLM judge with the human-only CROWDLAB consensus, per category and
--- overall (category = 'overall'): with ties (3-class exact match over every item both have)
--- and without ties (only items where neither the judge nor the human consensus says tie).
-WITH judge_votes AS (
+-- grain: judge, category
+-- Agreement of each LLM judge (annotator_kind = 'llm') with the human-only CROWDLAB consensus,
+-- per category ('unknown' for items without one) and overall (category = 'overall'):
+-- n_with_ties / agreement_with_ties = items both labeled / share with the same label (every
+-- class counts). n_without_ties / agreement_without_ties = the same over the items where
+-- neither the judge nor the human consensus says 'tie'; they are NULL when the label set
+-- (label_set) has no 'tie' class, e.g. pass/fail data, where there is nothing to leave out.
+WITH tie_class AS (
+    SELECT count(*) > 0 AS has_tie FROM label_set WHERE label = 'tie'
+),
+judge_votes AS (
     SELECT
         j.annotator AS judge,
         coalesce(j.category, 'unknown') AS category,
@@ -22,9 +29,13 @@ SELECT
     category,
     count(*) AS n_with_ties,
     avg(CAST(judge_label = human_label AS DOUBLE)) AS agreement_with_ties,
-    count(*) FILTER (WHERE judge_label <> 'tie' AND human_label <> 'tie') AS n_without_ties,
-    avg(CAST(judge_label = human_label AS DOUBLE))
-        FILTER (WHERE judge_label <> 'tie' AND human_label <> 'tie') AS agreement_without_ties
+    CASE WHEN any_value(t.has_tie)
+        THEN count(*) FILTER (WHERE judge_label <> 'tie' AND human_label <> 'tie')
+    END AS n_without_ties,
+    CASE WHEN any_value(t.has_tie)
+        THEN avg(CAST(judge_label = human_label AS DOUBLE)) FILTER (WHERE judge_label <> 'tie' AND human_label <> 'tie')
+    END AS agreement_without_ties
 FROM scoped
+CROSS JOIN tie_class AS t
 GROUP BY judge, category
 ORDER BY judge, category = 'overall' DESC, category

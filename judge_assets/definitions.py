@@ -18,7 +18,7 @@ from judge_assets.defs.reports import annotator_stats_history, consensus_benchma
 from judge_assets.defs.resources import project_resources
 from judge_assets.defs.scoring import llm_judge_scores, model_probs, scoring_checks
 from judge_assets.defs.sources import annotation_inbox, mt_bench_questions, raw_judgments
-from judge_assets.defs.sql_models import SQL_MODELS_DIR, build_sql_model_assets
+from judge_assets.defs.sql_models import SQL_MODELS_DIR, build_sql_model_defs
 from judge_assets.defs.votes import annotator_matrix, items, judgments
 
 PYTHON_ASSETS = [
@@ -40,12 +40,14 @@ PYTHON_ASSETS = [
 #: Every table a SQL model may read: the Python assets' keys (SQL models may also read each other).
 PYTHON_TABLES = {key.to_user_string() for asset in PYTHON_ASSETS for key in asset.keys}
 
-ASSETS = [*PYTHON_ASSETS, *build_sql_model_assets(SQL_MODELS_DIR, PYTHON_TABLES)]
+SQL_MODELS = build_sql_model_defs(SQL_MODELS_DIR, PYTHON_TABLES)
+
+ASSETS = [*PYTHON_ASSETS, *SQL_MODELS.assets]
 
 defs = dg.Definitions(
     assets=with_automation(ASSETS),
     sensors=[annotation_inbox, judge_assets_automation],
-    asset_checks=[*scoring_checks, *consensus_checks],
+    asset_checks=[*scoring_checks, *consensus_checks, *SQL_MODELS.checks],
     resources=project_resources(),
     executor=dg.in_process_executor,
 )

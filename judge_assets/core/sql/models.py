@@ -2,14 +2,17 @@
 
 A model is a single ``SELECT`` (``WITH`` and set operations included) in a file
 ``<sql_dir>/[<group>/]<name>.sql``; the model name is the file stem and the table or view it
-creates has that name. Optional configuration sits in leading ``--`` comment lines::
+creates has that name. Configuration sits in leading ``--`` comment lines::
 
     -- materialized: view
+    -- grain: model_a, model_b
     -- Per-pair win rates from consensus labels vs raw votes.
     SELECT ...
 
-``materialized`` is ``table`` (default: a snapshot, fast to query) or ``view`` (recomputed
-on every query). The other leading comment lines are the model's description.
+``grain`` (required) names the output columns that identify a row: no two rows may share their
+values (:func:`grain_violations` finds the rows that do). ``materialized`` is ``table`` (default:
+a snapshot, fast to query) or ``view`` (recomputed on every query). The other leading comment
+lines are the model's description.
 
 Dependencies are the tables a model reads, found by walking sqlglot's scopes (dialect
 duckdb): CTE names are not dependencies, subqueries and joins are walked, quoted names keep
@@ -24,15 +27,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 import sqlglot
 from sqlglot import exp
 from sqlglot.optimizer.scope import traverse_scope
 
-from judge_assets.core.db import quote_ident, transaction
+from judge_assets.core.db import quote_ident, table_columns, transaction
 
 MATERIALIZATIONS = ("table", "view")
 DEFAULT_GROUP = "sql_models"
 _CONFIG_LINE = re.compile(r"^\s*--\s*materialized\s*:\s*(\S+)\s*$", re.IGNORECASE)
+_GRAIN_LINE = re.compile(r"^\s*--\s*grain\s*:(.*)$", re.IGNORECASE)
 _DUCKDB_LINE = re.compile(r"\bLINE (\d+):")
 _GROUP_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 _QUERY_TYPES = (exp.Select, exp.Union, exp.Intersect, exp.Except)
@@ -52,6 +57,9 @@ class SqlModel:
         The file stem; the table or view created.
     path : Path
         The ``.sql`` file.
+    source : str
+        The file as users see it: the models folder's name and the path inside it
+        (``dbt_like_sql/model_win_rates.sql``), never a machine-specific absolute path.
     group : str
         ``sql_models`` for files directly in the models folder, else the first subfolder name.
     sql : str
@@ -61,16 +69,20 @@ class SqlModel:
         ``table`` or ``view``.
     deps : frozenset[str]
         Tables (or other models) the SQL reads.
+    grain : tuple[str, ...]
+        The output columns that identify a row (the ``-- grain:`` comment).
     description : str
         The leading comment lines other than the configuration, joined by newlines.
     """
 
     name: str
     path: Path
+    source: str
     group: str
     sql: str
     materialized: str
     deps: frozenset[str]
+    grain: tuple[str, ...]
     description: str = ""
 
 
@@ -86,14 +98,8 @@ def _leading_comments(sql: str) -> list[str]:
     return lines
 
 
-def parse_dependencies(sql: str, *, source: str = "<sql>") -> set[str]:
-    """Names of the tables ``sql`` reads (CTEs and table functions excluded).
-
-    A name qualified with a schema other than ``main`` keeps the qualification
-    (``other.t``), so validation reports it as unknown. ``source`` names the file in
-    errors. Raises :class:`SqlModelError` naming ``source`` and the line when sqlglot cannot
-    parse the SQL or it is not exactly one query.
-    """
+def _parse_query(sql: str, source: str) -> exp.Expression:
+    """The one query of ``sql``; :class:`SqlModelError` naming ``source`` (and the line) otherwise."""
     try:
         statements = [s for s in sqlglot.parse(sql, read="duckdb") if s is not None]
     except sqlglot.ParseError as err:
@@ -104,8 +110,23 @@ def parse_dependencies(sql: str, *, source: str = "<sql>") -> set[str]:
     if len(statements) != 1 or not isinstance(statements[0], _QUERY_TYPES):
         kinds = ", ".join(type(s).__name__.upper() for s in statements) or "nothing"
         raise SqlModelError(f"{source}: a model must be exactly one SELECT query, found {kinds}")
+    return statements[0]
+
+
+def parse_dependencies(sql: str, *, source: str = "<sql>") -> set[str]:
+    """Names of the tables ``sql`` reads (CTEs and table functions excluded).
+
+    A name qualified with a schema other than ``main`` keeps the qualification
+    (``other.t``), so validation reports it as unknown. ``source`` names the file in
+    errors. Raises :class:`SqlModelError` naming ``source`` and the line when sqlglot cannot
+    parse the SQL or it is not exactly one query.
+    """
+    return _dependencies(_parse_query(sql, source))
+
+
+def _dependencies(query: exp.Expression) -> set[str]:
     deps: set[str] = set()
-    for scope in traverse_scope(statements[0]):
+    for scope in traverse_scope(query):
         for table in scope.sources.values():
             if not isinstance(table, exp.Table) or not isinstance(table.this, exp.Identifier):
                 continue
@@ -114,30 +135,62 @@ def parse_dependencies(sql: str, *, source: str = "<sql>") -> set[str]:
     return deps
 
 
-def read_model(path: Path, group: str = DEFAULT_GROUP) -> SqlModel:
-    """Parse one model file (configuration comment, description, dependencies)."""
+def _missing_grain(grain: tuple[str, ...], columns: list[str]) -> list[str]:
+    """Grain columns not among ``columns`` (DuckDB names are case-insensitive)."""
+    known = {c.casefold() for c in columns}
+    return [g for g in grain if g.casefold() not in known]
+
+
+def read_model(path: Path, group: str = DEFAULT_GROUP, source: str | None = None) -> SqlModel:
+    """Parse one model file (configuration comments, description, dependencies).
+
+    ``source`` is the file as shown to users (default: its folder's name and file name).
+    Raises :class:`SqlModelError` naming the file when the grain is missing, empty or names a
+    column the query does not output (checked here when the query lists its columns; a ``*``
+    query is checked when it is materialized).
+    """
     path = Path(path)
     sql = path.read_text(encoding="utf-8").rstrip().rstrip(";").rstrip()
-    comments = _leading_comments(sql)
     materialized = "table"
+    grain: tuple[str, ...] | None = None
     description = []
-    for line in comments:
+    for line in _leading_comments(sql):
         match = _CONFIG_LINE.match(line)
+        grain_line = _GRAIN_LINE.match(line)
         if match:
             materialized = match.group(1).lower()
             if materialized not in MATERIALIZATIONS:
                 raise SqlModelError(
                     f"{path}: materialized must be one of {', '.join(MATERIALIZATIONS)}, got {match.group(1)!r}"
                 )
+        elif grain_line:
+            grain = tuple(c.strip() for c in grain_line.group(1).split(","))
+            if not all(grain):
+                raise SqlModelError(f"{path}: grain must list column names separated by commas, got {line!r}")
         else:
             description.append(line[2:].strip())
+    query = _parse_query(sql, str(path))
+    if grain is None:
+        raise SqlModelError(
+            f"{path}: declare the model's grain (the columns that identify a row) in a leading comment, "
+            "e.g. `-- grain: item_id`"
+        )
+    if not query.is_star:
+        missing = _missing_grain(grain, query.named_selects)
+        if missing:
+            raise SqlModelError(
+                f"{path}: grain column(s) {', '.join(missing)} not in the query's output columns "
+                f"({', '.join(c for c in query.named_selects if c)}); name each grain column with AS"
+            )
     return SqlModel(
         name=path.stem,
         path=path,
+        source=source or f"{path.parent.name}/{path.name}",
         group=group,
         sql=sql,
         materialized=materialized,
-        deps=frozenset(parse_dependencies(sql, source=str(path))),
+        deps=frozenset(_dependencies(query)),
+        grain=grain,
         description="\n".join(description).strip(),
     )
 
@@ -146,7 +199,8 @@ def discover_models(sql_dir: str | Path) -> list[SqlModel]:
     """Every ``*.sql`` file under ``sql_dir`` as a :class:`SqlModel`, sorted by name.
 
     Files directly in ``sql_dir`` get group ``sql_models``; files in a subfolder (at any
-    depth) get the first subfolder's name as group. Two files with the same stem are an error.
+    depth) get the first subfolder's name as group. A model's ``source`` is
+    ``<sql_dir name>/<path inside sql_dir>``. Two files with the same stem are an error.
     """
     sql_dir = Path(sql_dir)
     if not sql_dir.is_dir():
@@ -157,7 +211,7 @@ def discover_models(sql_dir: str | Path) -> list[SqlModel]:
         group = parts[0] if len(parts) > 1 else DEFAULT_GROUP
         if not _GROUP_NAME.match(group):
             raise SqlModelError(f"{path}: folder name {group!r} is not a valid group name (letters, digits, _)")
-        model = read_model(path, group)
+        model = read_model(path, group, f"{sql_dir.name}/{Path(*parts).as_posix()}")
         if model.name in models:
             raise SqlModelError(f"two models named {model.name!r}: {models[model.name].path} and {path}")
         models[model.name] = model
@@ -217,7 +271,8 @@ def materialize_model(con: duckdb.DuckDBPyConnection, model: SqlModel) -> None:
 
     An existing table or view of the other kind is dropped in the same transaction. A DuckDB
     error is re-raised as :class:`SqlModelError` naming the file and, when DuckDB reports
-    one, the file's line.
+    one, the file's line; a grain column the result lacks is a :class:`SqlModelError` naming
+    the file. On any error the previous table or view stays as it was.
     """
     kind = model.materialized.upper()
     other = "VIEW" if kind == "TABLE" else "TABLE"
@@ -232,8 +287,53 @@ def materialize_model(con: duckdb.DuckDBPyConnection, model: SqlModel) -> None:
             if existing and (existing[0] == "VIEW") != (kind == "VIEW"):
                 con.execute(f"DROP {other} {quote_ident(model.name)}")
             con.execute(statement)
+            columns = list(table_columns(con, model.name))
+            missing = _missing_grain(model.grain, columns)
+            if missing:
+                raise SqlModelError(
+                    f"{model.path}: grain column(s) {', '.join(missing)} not in the model's columns ({', '.join(columns)})"
+                )
     except duckdb.Error as err:
         message = str(err)
         match = _DUCKDB_LINE.search(message)
         where = f":{match.group(1)}" if match else ""
         raise SqlModelError(f"model {model.name} failed at {model.path}{where}: {message}") from err
+
+
+@dataclass(frozen=True)
+class GrainViolations:
+    """Rows of a model that share a grain key.
+
+    Attributes
+    ----------
+    n_keys : int
+        Grain values held by more than one row (0 = the grain is unique).
+    n_rows : int
+        Rows holding those values.
+    examples : pd.DataFrame
+        Up to ``limit`` of those values, most repeated first: the grain columns and ``n_rows``
+        (how many rows share the value).
+    """
+
+    n_keys: int
+    n_rows: int
+    examples: pd.DataFrame
+
+
+def grain_violations(con: duckdb.DuckDBPyConnection, model: SqlModel, limit: int = 5) -> GrainViolations:
+    """The grain keys of ``model``'s table or view held by more than one row (NULLs compare equal)."""
+    cols = ", ".join(quote_ident(c) for c in model.grain)
+    frame = con.execute(
+        f"""
+        SELECT {cols}, count(*) AS n_rows,
+               count(*) OVER () AS total_keys, sum(count(*)) OVER () AS total_rows
+        FROM {quote_ident(model.name)}
+        GROUP BY {cols}
+        HAVING count(*) > 1
+        ORDER BY n_rows DESC, {cols}
+        LIMIT {int(limit)}"""
+    ).df()
+    examples = frame.drop(columns=["total_keys", "total_rows"])
+    if frame.empty:
+        return GrainViolations(0, 0, examples)
+    return GrainViolations(int(frame["total_keys"].iloc[0]), int(frame["total_rows"].iloc[0]), examples)
