@@ -67,12 +67,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_sql(args: argparse.Namespace) -> int:
     from judge_assets.core.sql.query import QueryError, format_csv, format_json, format_table, list_relations, run_query
 
-    db = settings().db_path
+    s = settings()
+    timeout = args.timeout if args.timeout is not None else s.sql_timeout
     try:
         if args.list:
-            columns, rows = ["name", "type", "rows"], list_relations(db)
+            columns, rows = ["name", "type", "rows"], list_relations(s.db_path, memory_limit=s.sql_memory_limit)
         elif args.query:
-            columns, rows = run_query(db, args.query)
+            columns, rows = run_query(s.db_path, args.query, memory_limit=s.sql_memory_limit, timeout=timeout)
         else:
             print("give a query, or --list", file=sys.stderr)
             return 2
@@ -164,12 +165,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--select", help="Dagster asset selection, e.g. 'judgments+' or 'group:consensus' (default: all)")
     run.set_defaults(func=cmd_run)
 
-    sql = sub.add_parser("sql", help="query the database read-only")
+    sql = sub.add_parser("sql", help="query the database read-only (nothing outside the database file is reachable)")
     sql.add_argument("query", nargs="?", help="SQL to run")
     fmt = sql.add_mutually_exclusive_group()
     fmt.add_argument("--csv", action="store_true", help="print CSV")
     fmt.add_argument("--json", action="store_true", help="print JSON records")
     sql.add_argument("--list", action="store_true", help="list tables and views with row counts")
+    sql.add_argument("--timeout", type=float, metavar="SECONDS",
+                     help="stop the query after SECONDS (default: JUDGE_SQL_TIMEOUT, else no limit)")
     sql.set_defaults(func=cmd_sql)
 
     ui = sub.add_parser("ui", help="start the Dagster web UI (dagster dev)")

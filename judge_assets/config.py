@@ -122,6 +122,8 @@ class Settings:
     inbox_dir: Path = field(default_factory=lambda: resolve_path("data/inbox"))
     dagster_home: Path = field(default_factory=lambda: resolve_path(".dagster_home"))
     llm: LLMSettings = field(default_factory=LLMSettings)
+    sql_memory_limit: str = "1GB"
+    sql_timeout: float | None = None
 
 
 def settings() -> Settings:
@@ -140,6 +142,10 @@ def settings() -> Settings:
     - ``JUDGE_LLM_BASE_URL``, ``JUDGE_LLM_MODEL``: the LLM judge endpoint (unset = no LLM judge);
       ``JUDGE_LLM_API_KEY`` (else ``OPENAI_API_KEY``): its key; ``JUDGE_LLM_CONCURRENCY`` (16),
       ``JUDGE_LLM_TIMEOUT`` (seconds, 60), ``JUDGE_LLM_SWAP`` (on), ``JUDGE_LLM_MODE`` (online | batch).
+    - ``JUDGE_SQL_MEMORY_LIMIT``: memory cap of a ``judge-assets sql`` query, a DuckDB size such as
+      ``1GB`` (default) or ``512MB``.
+    - ``JUDGE_SQL_TIMEOUT``: seconds after which a ``judge-assets sql`` query is stopped (default: no
+      limit); ``--timeout`` overrides it.
     """
     env = os.environ
     key_var = next((n for n in ("JUDGE_LLM_API_KEY", "OPENAI_API_KEY") if env.get(n, "").strip()), None)
@@ -163,4 +169,6 @@ def settings() -> Settings:
             swap=parse_flag("JUDGE_LLM_SWAP", env.get("JUDGE_LLM_SWAP"), True),
             mode=parse_mode("JUDGE_LLM_MODE", env.get("JUDGE_LLM_MODE")),
         ),
+        sql_memory_limit=env.get("JUDGE_SQL_MEMORY_LIMIT", "").strip() or Settings.sql_memory_limit,
+        sql_timeout=parse_positive("JUDGE_SQL_TIMEOUT", env.get("JUDGE_SQL_TIMEOUT"), None, float),
     )

@@ -115,3 +115,65 @@ def test_the_duckdb_cli_installed_with_the_project_opens_the_database(built):
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["n", "2400"]
+
+
+@pytest.fixture
+def small_project(tmp_path):
+    """A project folder whose database holds one small table, with a Dagster config to protect."""
+    env = _env(tmp_path)
+    con = duckdb.connect(env["JUDGE_DB"])
+    con.execute("CREATE TABLE judgments AS SELECT * FROM (VALUES ('q1', 'A'), ('q2', 'tie')) v(item_id, label)")
+    con.close()
+    home = Path(env["DAGSTER_HOME"])
+    home.mkdir()
+    (home / "dagster.yaml").write_bytes((Path(__file__).resolve().parents[1] / "judge_assets" / "dagster.yaml").read_bytes())
+    return tmp_path, env
+
+
+def _sql(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(CLI + ["sql", *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_sql_refuses_to_overwrite_the_dagster_config(small_project):
+    _, env = small_project
+    config = Path(env["DAGSTER_HOME"]) / "dagster.yaml"
+    before = config.read_bytes()
+    copy = f"COPY (SELECT 'telemetry: {{enabled: true}}') TO '{config}' (HEADER false)"
+    out = _sql(env, copy)
+    assert out.returncode == 1 and out.stdout == ""
+    assert out.stderr == (
+        f"error: refused: this query would read or write files outside the database ({copy}); "
+        "judge-assets sql only reads the database\n"
+    )
+    assert config.read_bytes() == before
+
+
+def test_sql_does_not_show_a_file_outside_the_database(small_project):
+    folder, env = small_project
+    (folder / "secret.csv").write_text("token\nSECRET-5b1f\n")
+    out = _sql(env, f"SELECT * FROM read_csv('{folder / 'secret.csv'}')", "--csv")
+    assert out.returncode == 1 and out.stderr.startswith("error: refused: this query would reach outside the database")
+    assert "SECRET" not in out.stdout + out.stderr and "Traceback" not in out.stderr
+
+
+def test_sql_timeout_stops_a_long_query(small_project):
+    _, env = small_project
+    long_query = "SELECT count(*) FROM range(10000000000) r(i) WHERE i % 7 = 3"
+    out = _sql(env, "--timeout", "0.5", long_query)
+    assert out.returncode == 1 and out.stderr == "error: query stopped after 0.5 s (the --timeout / JUDGE_SQL_TIMEOUT limit)\n"
+    # JUDGE_SQL_TIMEOUT applies without the flag, and the flag wins over it
+    out = _sql({**env, "JUDGE_SQL_TIMEOUT": "0.5"}, long_query)
+    assert out.returncode == 1 and "query stopped after 0.5 s" in out.stderr
+    out = _sql({**env, "JUDGE_SQL_TIMEOUT": "0.5"}, "--timeout", "60", "SELECT item_id FROM judgments ORDER BY 1", "--csv")
+    assert out.returncode == 0 and out.stdout == "item_id\nq1\nq2\n\n"
+
+
+def test_sql_bad_limits_are_one_line_errors(small_project):
+    _, env = small_project
+    out = _sql({**env, "JUDGE_SQL_MEMORY_LIMIT": "lots"}, "SELECT 1")
+    assert out.returncode == 1 and out.stderr.startswith("error: JUDGE_SQL_MEMORY_LIMIT='lots' is not a memory size DuckDB accepts")
+    assert out.stderr.count("\n") == 1
+    out = _sql(env, "--timeout", "0", "SELECT 1")
+    assert out.returncode == 1 and out.stderr.startswith("error: timeout must be a positive number of seconds")
+    out = _sql({**env, "JUDGE_SQL_TIMEOUT": "soon"}, "SELECT 1")
+    assert out.returncode == 1 and out.stderr == "error: JUDGE_SQL_TIMEOUT='soon' is not a valid float\n"
