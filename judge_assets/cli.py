@@ -8,12 +8,21 @@ here show up in the web UI.
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 from judge_assets.config import ConfigError, settings
-from judge_assets.runner import UsageError, add_partitions, ensure_dagster_home, materialize, register_source_batches
+from judge_assets.runner import (
+    UsageError,
+    add_partitions,
+    ensure_dagster_home,
+    materialize,
+    register_source_batches,
+    stale_assets_of_project,
+)
 
 
 def print_summary() -> None:
@@ -56,11 +65,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     ensure_dagster_home()
     batches = register_source_batches()
     print(f"source: {settings().source} → {len(batches)} annotation batch(es): {', '.join(batches)}")
-    ok = materialize(args.select, batches)
-    if ok:
+    outcome = materialize(args.select, batches)
+    if outcome.ok:
         print_summary()
         return 0
-    print("\nSome steps failed (see ✗ above). Fix the cause and run again; what was stored before is unchanged.", file=sys.stderr)
+    print("\n" + outcome.closing_line(), file=sys.stderr)
     return 1
 
 
@@ -138,23 +147,29 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             print(a.message, file=sys.stderr if a.status == "refused" else sys.stdout)
         refused = sum(a.status == "refused" for a in admitted)
         new = list(dict.fromkeys(a.batch.batch_id for a in admitted if a.status in ("accepted", "pending")))
-        ok = True
+        outcome = None
         if new:
             add_partitions(new)
             select = f"key:raw_judgments or ({args.select})" if args.select else "key:raw_judgments+"
             if not has_questions and not args.select:
                 select += " or key:mt_bench_questions"
-            ok = materialize(select, new)
+            outcome = materialize(select, new)
+        elif not args.select:
+            stale = stale_assets_of_project()
+            if stale:
+                print(f"resuming: {len(stale)} table(s) are older than the last loaded batch (an earlier ingest was "
+                      f"interrupted), e.g. {', '.join(stale[:3])}; rebuilding them")
+                outcome = materialize(" or ".join(f"key:{name}" for name in stale), [])
+        if outcome is not None:
             con = connect(s.db_path, read_only=True, wait_s=600)
             try:
                 report = changes(before, snapshot(con))
             finally:
                 con.close()
             print("\n" + "\n".join(report.lines()))
-    if not ok:
-        print("\nSome steps failed (see ✗ above); the batches are registered: re-run them with "
-              "`judge-assets ingest` or from the UI's partition view.", file=sys.stderr)
-    return 1 if refused or not ok else 0
+    if outcome is not None and not outcome.ok:
+        print("\n" + outcome.closing_line(), file=sys.stderr)
+    return 1 if refused or (outcome is not None and not outcome.ok) else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -187,13 +202,74 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Set in the worker process that :func:`run_shielded` starts.
+WORKER_ENV = "JUDGE_ASSETS_WORKER"
+INTERRUPTED = ("interrupted. Every table holds either its old or its new contents (writes are transactional); "
+               "run the same command again to finish.")
+
+
+def run_shielded(argv: list[str]) -> int:
+    """Run this command in a worker process of its own session and pass it Ctrl-C / SIGTERM once.
+
+    The terminal sends Ctrl-C to every process of its foreground group, including the helper
+    processes Dagster starts to capture step output, which would each print a traceback. In its
+    own session only the worker receives the signal (from here): Dagster stops the run cleanly, the
+    tables keep their old or new contents, and the worker prints one line. A second Ctrl-C ends
+    the worker at once; the next command recovers the interrupted run.
+    """
+    proc = subprocess.Popen([sys.executable, "-m", "judge_assets.cli", *argv], env={**os.environ, WORKER_ENV: str(os.getpid())},
+                            start_new_session=True)
+    forwarded = False
+
+    def forward(signum, _frame):
+        nonlocal forwarded
+        if forwarded:
+            os.killpg(proc.pid, signal.SIGKILL)
+            return
+        forwarded = True
+        print("\nstopping the run (Ctrl-C again to stop at once) …", file=sys.stderr, flush=True)
+        proc.send_signal(signal.SIGINT)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = proc.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if code < 0:
+        print(f"\n{INTERRUPTED}", file=sys.stderr)
+        return 130
+    return code
+
+
+def _die_with_parent() -> None:
+    """In the worker: be killed when the command that started it dies (Linux ``PR_SET_PDEATHSIG``),
+    so ``kill -9`` of the command stops its run too, as a user expects."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if str(os.getppid()) != os.environ.get(WORKER_ENV):  # the parent died before prctl took effect
+        os._exit(137)
+
+
 def main(argv: list[str] | None = None) -> int:
     from judge_assets.core.sources.batches import JudgmentInputError
 
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     try:
         settings()  # a bad setting stops here, with the variable named
+        if args.command in ("run", "ingest"):
+            if not os.environ.get(WORKER_ENV):
+                return run_shielded(argv)
+            _die_with_parent()
         return args.func(args)
+    except KeyboardInterrupt:
+        print(f"\n{INTERRUPTED}", file=sys.stderr)
+        return 130
     except (UsageError, ConfigError, JudgmentInputError, RuntimeError, FileNotFoundError, KeyError) as exc:
         print(f"error: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
         return 1

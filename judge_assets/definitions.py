@@ -12,7 +12,7 @@ batch lands (``judge_assets_automation`` sensor; both sensors start stopped, see
 
 import dagster as dg
 
-from judge_assets.defs.automation import judge_assets_automation, with_automation
+from judge_assets.defs.automation import judge_assets_automation, load_annotation_batch, rebuild, with_automation
 from judge_assets.defs.consensus import consensus, consensus_checks, majority_vote_labels
 from judge_assets.defs.reports import annotator_stats_history, consensus_benchmark, label_next, model_leaderboard
 from judge_assets.defs.resources import project_resources
@@ -46,6 +46,7 @@ ASSETS = [*PYTHON_ASSETS, *SQL_MODELS.assets]
 
 defs = dg.Definitions(
     assets=with_automation(ASSETS),
+    jobs=[load_annotation_batch, rebuild],
     sensors=[annotation_inbox, judge_assets_automation],
     asset_checks=[*scoring_checks, *consensus_checks, *SQL_MODELS.checks],
     resources=project_resources(),

@@ -9,7 +9,10 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import socket
 import sys
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from judge_assets.config import PACKAGE_DIR, settings
@@ -63,6 +66,8 @@ def _cli_logger():
                     while error is not None and error.cause is not None and "Error occurred while" in error.message:
                         error = error.cause
                     detail = error.message.strip() if error is not None else meta.get("orig_message")
+                    if error is not None and error.cls_name == INTERRUPTED_ERROR:
+                        detail = "interrupted"
                     return f"  ✗ {step}: {detail}"
                 if kind == "ASSET_CHECK_EVALUATION":
                     data = event.event_specific_data
@@ -107,11 +112,154 @@ def register_source_batches() -> list[str]:
     return ids
 
 
-def materialize(select: str | None = None, partitions: list[str] | None = None) -> bool:
+#: Tags the CLI puts on its runs, so a later command can tell whether the process still lives.
+PROCESS_TAG = "judge_assets/process"
+#: Jobs of the code location the CLI runs (``judge_assets.defs.automation``; re-executable from the UI).
+BATCH_JOB = "load_annotation_batch"
+REBUILD_JOB = "rebuild"
+#: seconds between two looks at a busy DuckDB write slot
+SLOT_POLL_S = 2.0
+#: the error class of a step stopped by Ctrl-C / SIGTERM
+INTERRUPTED_ERROR = "DagsterExecutionInterruptedError"
+
+
+def _process_token(pid: int) -> str | None:
+    """``host:pid:start-time`` of a live process (start time guards against a reused pid), else None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+    return f"{socket.gethostname()}:{pid}:{fields[19]}"
+
+
+def recover_interrupted_runs(instance) -> list[str]:
+    """Fail the runs whose CLI process died (``kill -9``, OOM, a closed laptop) and free their slots.
+
+    A run started by this CLI carries :data:`PROCESS_TAG`; when that process is gone but the run is
+    still "started", the run is marked failed and its ``judge_duckdb`` pool slot is released, so
+    the next command does not wait forever. Slots held by runs that already finished are released
+    too. Returns one line per run recovered.
+    """
+    from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES, RunsFilter
+
+    storage = instance.event_log_storage
+    lines = []
+    holders = set(storage.get_concurrency_run_ids())
+    candidates = {r.run_id: r for r in instance.get_runs(RunsFilter(statuses=NOT_FINISHED_STATUSES))}
+    for run_id in holders - set(candidates):
+        run = instance.get_run_by_id(run_id)
+        if run is None or run.status not in NOT_FINISHED_STATUSES:
+            storage.free_concurrency_slots_for_run(run_id)
+    for run in candidates.values():
+        token = run.tags.get(PROCESS_TAG)
+        if not token:
+            continue
+        host, pid, _ = token.split(":", 2)
+        if host != socket.gethostname() or _process_token(int(pid)) == token:
+            continue
+        instance.report_run_failed(run, "the judge-assets process running it ended without finishing (killed?); "
+                                        "marked failed by the next judge-assets command, which freed its DuckDB write slot")
+        storage.free_concurrency_slots_for_run(run.run_id)
+        lines.append(f"recovered: run {run.run_id[:8]} ({run.job_name}) was interrupted (its process {pid} is gone); "
+                     "marked it failed and freed the DuckDB write slot")
+    return lines
+
+
+def wait_for_write_slot(instance, *, poll_s: float = SLOT_POLL_S) -> None:
+    """Wait (Ctrl-C works) while a live run holds the ``judge_duckdb`` slot, saying once which run it is."""
+    from judge_assets.defs.resources import DB_POOL
+
+    told = False
+    while True:
+        recover_interrupted_runs(instance)
+        info = instance.event_log_storage.get_concurrency_info(DB_POOL)
+        if info.slot_count and info.active_slot_count < info.slot_count:
+            return
+        holder = next(iter(info.claimed_slots), None)
+        if holder is None:
+            return
+        if not told:
+            run = instance.get_run_by_id(holder.run_id)
+            where = run.tags.get(PROCESS_TAG, "the web UI or a sensor") if run else "an unknown run"
+            print(f"waiting: run {holder.run_id[:8]} ({run.job_name if run else '?'}, step {holder.step_key}, from {where}) "
+                  "holds the DuckDB write slot. If it is stuck, terminate it in the UI (Runs → Terminate). Ctrl-C stops waiting.",
+                  flush=True)
+            told = True
+        time.sleep(poll_s)
+
+
+def stale_assets(instance, graph) -> list[str]:
+    """Assets downstream of ``raw_judgments`` last materialized before its newest batch (or never).
+
+    After an interrupted ingest the new votes are in ``raw_judgments`` while consensus still
+    describes the old ones; these are the assets to rebuild.
+    """
+    import dagster as dg
+
+    raw = dg.AssetKey("raw_judgments")
+    newest = instance.get_latest_materialization_event(raw)
+    if newest is None:
+        return []
+    stale = []
+    for key in sorted(_downstream(graph, raw)):
+        event = instance.get_latest_materialization_event(key)
+        if event is None or event.timestamp < newest.timestamp:
+            stale.append(key.to_user_string())
+    return stale
+
+
+def stale_assets_of_project() -> list[str]:
+    """:func:`stale_assets` of the project's graph on the project's instance."""
+    import dagster as dg
+
+    from judge_assets.definitions import defs
+
+    return stale_assets(dg.DagsterInstance.get(), defs.resolve_asset_graph())
+
+
+def _downstream(graph, key) -> set:
+    seen, todo = set(), [key]
+    while todo:
+        for child in graph.get(todo.pop()).child_keys:
+            if child not in seen:
+                seen.add(child)
+                todo.append(child)
+    return seen
+
+
+@dataclass
+class RunOutcome:
+    """What a :func:`materialize` call did: ``ok`` when every step succeeded, the assets it
+    rebuilt, and the steps that failed (their tables keep what they held before)."""
+
+    ok: bool = True
+    materialized: set[str] = field(default_factory=set)
+    failed: list[str] = field(default_factory=list)
+    interrupted: bool = False
+
+    def add(self, result) -> None:
+        self.ok &= result.success
+        self.materialized |= {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+        for event in result.get_step_failure_events():
+            self.failed.append(event.step_key)
+            error = event.step_failure_data.error
+            self.interrupted |= error is not None and error.cls_name == INTERRUPTED_ERROR
+
+    def closing_line(self) -> str:
+        """One true sentence about what changed, for a failed command."""
+        rebuilt = f"{len(self.materialized)} table(s) were rebuilt" if self.materialized else "no table was rebuilt"
+        what = "The run was interrupted" if self.interrupted else f"Some steps failed (see ✗ above: {', '.join(self.failed)})"
+        todo = "run the same command again to finish" if self.interrupted else "fix the cause and run the same command again"
+        return f"{what}; {rebuilt}, the others keep what they held before (every write is one transaction): {todo}."
+
+
+def materialize(select: str | None = None, partitions: list[str] | None = None) -> RunOutcome:
     """Materialize the selected assets: each batch partition of ``raw_judgments``, then the rest.
 
     ``select`` uses Dagster's selection syntax (``judgments+``, ``group:consensus``,
-    ``key:items``); default: everything. Returns True when every step succeeded.
+    ``key:items``); default: everything. Runs the code location's jobs (:data:`BATCH_JOB`,
+    :data:`REBUILD_JOB`) on the project's instance, after recovering interrupted runs and
+    waiting for the DuckDB write slot.
     """
     import dagster as dg
     from tqdm import tqdm
@@ -130,25 +278,27 @@ def materialize(select: str | None = None, partitions: list[str] | None = None) 
     run_defs = dg.Definitions(
         assets=list(defs.assets or []),
         asset_checks=list(defs.asset_checks or []),
+        jobs=list(defs.jobs or []),
         resources=defs.resources,
         loggers={"cli": _cli_logger()},
         executor=dg.in_process_executor,
-        jobs=[
-            dg.define_asset_job("judge_assets_cli_batches", selection=dg.AssetSelection.assets(raw_key)),
-            dg.define_asset_job("judge_assets_cli", selection=dg.AssetSelection.assets(*(chosen - {raw_key}))),
-        ],
     )
     instance = dg.DagsterInstance.get()
+    for line in recover_interrupted_runs(instance):
+        print(line, flush=True)
+    token = _process_token(os.getpid())
+    tags = {PROCESS_TAG: token} if token else {}
     run_config = {"loggers": {"cli": {}}}
-    ok = True
+    outcome = RunOutcome()
     if raw_key in chosen:
-        job = run_defs.resolve_job_def("judge_assets_cli_batches")
+        job = run_defs.resolve_job_def(BATCH_JOB)
         for batch_id in tqdm(partitions or [], desc="annotation batches", unit="batch", file=sys.stdout, disable=None):
-            result = job.execute_in_process(instance=instance, partition_key=batch_id, run_config=run_config, raise_on_error=False)
-            ok &= result.success
-    if ok and chosen - {raw_key}:
-        result = run_defs.resolve_job_def("judge_assets_cli").execute_in_process(
-            instance=instance, run_config=run_config, raise_on_error=False
-        )
-        ok &= result.success
-    return ok
+            wait_for_write_slot(instance)
+            outcome.add(job.execute_in_process(instance=instance, partition_key=batch_id, run_config=run_config, tags=tags, raise_on_error=False))
+    rest = chosen - {raw_key}
+    if outcome.ok and rest:
+        wait_for_write_slot(instance)
+        outcome.add(run_defs.resolve_job_def(REBUILD_JOB).execute_in_process(
+            instance=instance, run_config=run_config, tags=tags, asset_selection=sorted(rest), raise_on_error=False
+        ))
+    return outcome

@@ -59,7 +59,7 @@ def test_raw_judgments_is_partitioned_by_annotation_batch():
 def test_sql_models_sit_downstream_of_the_python_assets():
     graph = defs.resolve_asset_graph()
     parents = {k.to_user_string() for k in graph.get(dg.AssetKey("judge_human_agreement")).parent_keys}
-    assert parents == {"judgments", "human_consensus_labels"}
+    assert parents == {"judgments", "human_consensus_labels", "label_set"}
 
 
 def test_checks_and_resources():

@@ -1,4 +1,10 @@
-"""Declarative automation: every unpartitioned asset rebuilds once after a new annotation batch lands.
+"""How the graph runs: the jobs the CLI and the UI launch, and declarative automation.
+
+Jobs: ``load_annotation_batch`` loads one ``raw_judgments`` partition; ``rebuild`` materializes
+everything downstream (any subset of it: ``judge-assets run --select``). Runs started by the CLI
+are runs of these jobs, so the UI lists them and can re-execute them.
+
+Automation: every unpartitioned asset rebuilds once after a new annotation batch lands.
 
 :func:`with_automation` gives every unpartitioned asset :func:`eager_over_batches` (``eager()``,
 except that a failed or not-yet-loaded batch does not block it), and ``judge_assets_automation``
@@ -48,4 +54,16 @@ judge_assets_automation = dg.AutomationConditionSensorDefinition(
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.STOPPED,
     description="Evaluates the assets' automation conditions (eager: rebuild after an upstream update).",
+)
+
+
+load_annotation_batch = dg.define_asset_job(
+    "load_annotation_batch",
+    selection=dg.AssetSelection.assets("raw_judgments"),
+    description="Load one annotation batch (a partition of raw_judgments).",
+)
+rebuild = dg.define_asset_job(
+    "rebuild",
+    selection=dg.AssetSelection.all() - dg.AssetSelection.assets("raw_judgments"),
+    description="Rebuild everything downstream of raw_judgments over all loaded batches.",
 )
