@@ -193,7 +193,7 @@ def _malformed_corpus(folder: Path) -> dict[str, tuple[str, ...]]:
         "duplicate_vote.jsonl": ("row 3, column 'judge'", "duplicate vote"),
         "bad_conversation.jsonl": ("column 'conversation_a'", "list of {role, content} messages"),
         "empty_judge.csv": ("row 2, column 'judge'", "is empty"),
-        "generic_label.csv": ("row 2, column 'label'", "not in the class set A, B, tie"),
+        "generic_label.csv": ("this file holds labels in the generic schema", "use a separate JUDGE_DB"),
         "empty.csv": ("the file is empty",),
         "header_only.csv": ("contains no rows",),
         "latin1.csv": ("line 2 is not valid UTF-8",),

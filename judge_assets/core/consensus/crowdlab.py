@@ -212,8 +212,9 @@ def _tied_label_agreement(
     labels : shape (n_items,) current labels (valid where ``untied``). rows : shape (n,) tied
     items; candidates : shape (n, K) their candidate classes. Returns shape (n, K), NaN off
     candidates. An annotator without untied items gets the mean agreement of the others,
-    as in cleanlab; if no item is untied there is nothing to impute from and cleanlab
-    fails in ``np.random.choice``, so this raises ValueError.
+    as in cleanlab. If no item is untied there is nothing to impute from (cleanlab fails in
+    ``np.random.choice`` there): every candidate gets the same score, so tiebreak 4 (the
+    seeded draw) decides.
     """
     n_annotators = votes.n_annotators
     on_untied = untied[votes.item]
@@ -221,11 +222,8 @@ def _tied_label_agreement(
     agreed = np.bincount(
         votes.annotator[on_untied & (votes.label == labels[votes.item])], minlength=n_annotators
     )
-    if not seen.any():
-        raise ValueError(
-            f"cannot break the majority-vote ties of items {list(votes.item_ids[rows[:10]])}: "
-            "no item has a unique majority label to estimate annotator agreement from"
-        )
+    if not seen.any():  # nothing to estimate agreement from: every candidate scores alike, the seeded draw decides
+        return np.where(candidates, 1.0, np.nan)
     agreement = np.full(n_annotators, np.nan)
     np.divide(agreed, seen, out=agreement, where=seen > 0)
     missing = seen == 0
