@@ -25,14 +25,15 @@ from judge_assets.core.validation import (
     validate_scores,
 )
 from judge_assets.defs.metadata import asset_check_result, frame_markdown, plot_metadata, table_metadata
-from judge_assets.defs.resources import DB_POOL, JudgeDuckDBResource, PipelineResource
+from judge_assets.defs.resources import JudgeDuckDBResource, PipelineResource
+from judge_assets.defs.tables import table_asset, tables_asset
+
+GROUP = "consensus"
 
 
-@dg.asset(
+@table_asset(
+    GROUP,
     deps=["judgments", "label_set"],
-    group_name="consensus",
-    kinds={"duckdb"},
-    pool=DB_POOL,
     description="Per item: majority label, votes per class, agreement. Ties between classes follow cleanlab's rule "
     "(rarer class, then annotator agreement, then a seeded draw), never the class order.",
 )
@@ -55,21 +56,20 @@ def majority_vote_labels(context: dg.AssetExecutionContext, duckdb: JudgeDuckDBR
 
 ITEM_META = ("question_id", "turn", "model_a", "model_b", "category")
 
+#: The tables the consensus step writes in one transaction → their descriptions.
 CONSENSUS_TABLES = {
     "consensus_labels": (
-        "consensus",
         "Per item: CROWDLAB consensus label and quality (humans + LLM judges, model prior from model_probs), "
-        "next to majority vote, Dawid-Skene (and GLAD when enabled).",
+        "next to majority vote, Dawid-Skene (and GLAD when enabled)."
     ),
-    "human_consensus_labels": ("consensus", "CROWDLAB over human annotators only: the reference LLM judges are scored against."),
-    "annotator_stats": ("consensus", "Per annotator: CROWDLAB quality, agreement with consensus, worst class, group (author/expert/llm/human)."),
-    "label_quality_detail": ("consensus", "Per vote: CROWDLAB label quality score."),
-    "annotator_group_summary": ("consensus", "Annotator quality per group (authors vs experts vs LLM) and per kind (human vs LLM)."),
-    "aggregator_comparison": ("consensus", "How often CROWDLAB, majority vote and Dawid-Skene agree, overall and per category."),
+    "human_consensus_labels": "CROWDLAB over human annotators only: the reference LLM judges are scored against.",
+    "annotator_stats": "Per annotator: CROWDLAB quality, agreement with consensus, worst class, group (author/expert/llm/human).",
+    "label_quality_detail": "Per vote: CROWDLAB label quality score.",
+    "annotator_group_summary": "Annotator quality per group (authors vs experts vs LLM) and per kind (human vs LLM).",
+    "aggregator_comparison": "How often CROWDLAB, majority vote and Dawid-Skene agree, overall and per category.",
     "judge_report_card": (
-        "consensus",
         "Per LLM judge vs the human-only consensus (accuracy, kappa, MCC, per-class precision/recall, confusion) "
-        "and vs human votes the FastChat way (agreement with / without ties, next to the MT-Bench paper).",
+        "and vs human votes the FastChat way (agreement with / without ties, next to the MT-Bench paper)."
     ),
 }
 
@@ -87,18 +87,10 @@ class ConsensusConfig(dg.Config):
     """Seed of majority vote's last-resort random tiebreak."""
 
 
-@dg.multi_asset(
-    specs=[
-        dg.AssetSpec(
-            name,
-            deps=["judgments", "items", "label_set", "model_probs"],
-            group_name=group,
-            kinds={"duckdb", "python"},
-            description=description,
-        )
-        for name, (group, description) in CONSENSUS_TABLES.items()
-    ],
-    pool=DB_POOL,
+@tables_asset(
+    GROUP,
+    {name: (["judgments", "items", "label_set", "model_probs"], description) for name, description in CONSENSUS_TABLES.items()},
+    kinds=("duckdb", "python"),
 )
 def consensus(context: dg.AssetExecutionContext, config: ConsensusConfig, duckdb: JudgeDuckDBResource, pipeline: PipelineResource):
     with duckdb.get_connection() as con:

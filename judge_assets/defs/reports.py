@@ -10,16 +10,18 @@ from judge_assets.core.reports import consensus_benchmark as cb
 from judge_assets.core.reports.history import HISTORY_TABLE, append_annotator_history
 from judge_assets.core.reports.leaderboard import model_leaderboard as fit_leaderboard
 from judge_assets.defs.metadata import frame_markdown, plot_metadata, table_metadata
-from judge_assets.defs.resources import DB_POOL, JudgeDuckDBResource
+from judge_assets.defs.resources import JudgeDuckDBResource
+from judge_assets.defs.tables import table_asset
+
+GROUP = "reports"
 
 PAIRWISE_FILTER = "model_a IS NOT NULL AND model_b IS NOT NULL"
 
 
-@dg.asset(
-    group_name="reports",
+@table_asset(
+    GROUP,
     deps=["consensus_labels", "judgments"],
-    kinds={"duckdb", "python"},
-    pool=DB_POOL,
+    kinds=("duckdb", "python"),
 )
 def model_leaderboard(duckdb: JudgeDuckDBResource) -> dg.MaterializeResult:
     """Bradley-Terry model ratings (Elo scale, mean 1000, ties = half a win) with 95%
@@ -62,16 +64,13 @@ class BenchmarkConfig(dg.Config):
     would double the asset's runtime; ``benchmarks/consensus_quality.py`` includes it)."""
 
 
-@dg.asset(
+@table_asset(
+    GROUP,
     deps=["judgments", "items", "llm_judge_scores"],
-    group_name="reports",
-    kinds={"duckdb", "python"},
-    pool=DB_POOL,
-    description=(
-        "Held-out vote benchmark: hide one human vote per item with 3+ human votes, compute every consensus "
-        "method from the rest, count agreement with the hidden vote; mean ± std over seeds. Writes "
-        "consensus_benchmark (summary, default method marked) and consensus_benchmark_runs (per seed)."
-    ),
+    description="Held-out vote benchmark: hide one human vote per item with 3+ human votes, compute every consensus "
+    "method from the rest, count agreement with the hidden vote; mean ± std over seeds. Writes "
+    "consensus_benchmark (summary, default method marked) and consensus_benchmark_runs (per seed).",
+    kinds=("duckdb", "python"),
 )
 def consensus_benchmark(context: dg.AssetExecutionContext, config: BenchmarkConfig, duckdb: JudgeDuckDBResource) -> dg.MaterializeResult:
     with duckdb.get_connection() as con:
@@ -111,11 +110,9 @@ def consensus_benchmark(context: dg.AssetExecutionContext, config: BenchmarkConf
     )
 
 
-@dg.asset(
+@table_asset(
+    GROUP,
     deps=["annotator_stats"],
-    group_name="reports",
-    kinds={"duckdb"},
-    pool=DB_POOL,
     description="annotator_stats after each rebuild (one snapshot per materialization, keyed by the latest batch): "
     "query drift of an annotator's quality across batches.",
 )
@@ -133,13 +130,12 @@ def annotator_stats_history(duckdb: JudgeDuckDBResource) -> dg.MaterializeResult
         )
 
 
-@dg.asset(
+@table_asset(
+    GROUP,
     deps=["judgments", "items", "model_probs", "majority_vote_labels"],
-    group_name="reports",
-    kinds={"duckdb", "python"},
-    pool=DB_POOL,
     description="Items ranked by cleanlab's ActiveLab score (votes from judgments, prior from model_probs): "
     "label_next_rank 1 = the item whose next label helps most; with the item's text and vote count.",
+    kinds=("duckdb", "python"),
 )
 def label_next(duckdb: JudgeDuckDBResource) -> dg.MaterializeResult:
     with duckdb.get_connection() as con:

@@ -23,7 +23,10 @@ from judge_assets.core.sources.batches import RAW_TABLE, load_batch, registered_
 from judge_assets.core.sources.gate import REJECTED_DIR, admit_files, batches_dir
 from judge_assets.core.votes.judgments import QUESTIONS_TABLE, load_questions
 from judge_assets.defs.metadata import frame_markdown, table_metadata
-from judge_assets.defs.resources import DB_POOL, JudgeDuckDBResource
+from judge_assets.defs.resources import JudgeDuckDBResource
+from judge_assets.defs.tables import table_asset
+
+GROUP = "sources"
 
 #: One partition per annotation batch; batches are added at run time (``judge-assets run``
 #: registers the configured source, ``judge-assets ingest`` and the inbox sensor add files).
@@ -37,11 +40,9 @@ SENSOR_DB_WAIT_S = 5.0
 IN_PROGRESS_SUFFIXES = (".tmp", ".partial", ".crdownload", ".part")
 
 
-@dg.asset(
+@table_asset(
+    GROUP,
     partitions_def=annotation_batches,
-    group_name="sources",
-    kinds={"duckdb"},
-    pool=DB_POOL,
     description="Rows exactly as read from each annotation batch, plus batch_id, source, source_row (1-based) and ingested_at.",
 )
 def raw_judgments(context: dg.AssetExecutionContext, duckdb: JudgeDuckDBResource) -> dg.MaterializeResult:
@@ -66,10 +67,8 @@ def raw_judgments(context: dg.AssetExecutionContext, duckdb: JudgeDuckDBResource
     )
 
 
-@dg.asset(
-    group_name="sources",
-    kinds={"duckdb"},
-    pool=DB_POOL,
+@table_asset(
+    GROUP,
     description="MT-Bench questions (FastChat question.jsonl, bundled): category, turns and reference answers per question_id.",
 )
 def mt_bench_questions(duckdb: JudgeDuckDBResource) -> dg.MaterializeResult:

@@ -26,7 +26,8 @@ from judge_assets.core.sql.models import (
     validate_models,
 )
 from judge_assets.defs.metadata import frame_markdown, table_metadata
-from judge_assets.defs.resources import DB_POOL, JudgeDuckDBResource
+from judge_assets.defs.resources import JudgeDuckDBResource
+from judge_assets.defs.tables import table_asset
 
 #: The shipped models: package ``judge_assets.dbt_like_sql``, i.e. the repository's ``dbt_like_sql/``.
 SQL_MODELS_DIR = Path(files("judge_assets.dbt_like_sql"))
@@ -45,14 +46,7 @@ def _model_asset(model: SqlModel) -> dg.AssetsDefinition:
     if model.description:
         description += "\n\n" + model.description
 
-    @dg.asset(
-        name=model.name,
-        group_name=model.group,
-        deps=sorted(model.deps),
-        description=description,
-        kinds={"duckdb", "sql"},
-        pool=DB_POOL,
-    )
+    @table_asset(model.group, name=model.name, deps=sorted(model.deps), description=description, kinds=("duckdb", "sql"))
     def _asset(duckdb: JudgeDuckDBResource) -> dg.MaterializeResult:
         with duckdb.get_connection() as con:
             materialize_model(con, model)

@@ -5,28 +5,22 @@ import dagster as dg
 from judge_assets.core.votes.judgments import build_items, build_judgments
 from judge_assets.core.votes.matrix import build_annotator_matrix
 from judge_assets.defs.metadata import table_metadata
-from judge_assets.defs.resources import DB_POOL, JudgeDuckDBResource, PipelineResource
+from judge_assets.defs.resources import JudgeDuckDBResource, PipelineResource
+from judge_assets.defs.tables import table_asset, tables_asset
+
+GROUP = "votes"
 
 
-@dg.multi_asset(
-    specs=[
-        dg.AssetSpec(
-            "judgments",
-            deps=["raw_judgments", "mt_bench_questions"],
-            group_name="votes",
-            kinds={"duckdb"},
-            description="One row per (item, annotator) vote; pairs in canonical order, winners flipped to match, "
+@tables_asset(
+    GROUP,
+    {
+        "judgments": (
+            ["raw_judgments", "mt_bench_questions"],
+            "One row per (item, annotator) vote; pairs in canonical order, winners flipped to match, "
             "repeated votes resolved (the last one counts).",
         ),
-        dg.AssetSpec(
-            "label_set",
-            deps=["raw_judgments"],
-            group_name="votes",
-            kinds={"duckdb"},
-            description="The class set and its integer codes (pairwise: A=0, B=1, tie=2).",
-        ),
-    ],
-    pool=DB_POOL,
+        "label_set": (["raw_judgments"], "The class set and its integer codes (pairwise: A=0, B=1, tie=2)."),
+    },
 )
 def judgments(context: dg.AssetExecutionContext, duckdb: JudgeDuckDBResource, pipeline: PipelineResource):
     with duckdb.get_connection() as con:
@@ -58,11 +52,9 @@ def judgments(context: dg.AssetExecutionContext, duckdb: JudgeDuckDBResource, pi
         yield dg.MaterializeResult(asset_key="label_set", metadata={**table_metadata(con, "label_set"), "classes": ", ".join(summary.labels)})
 
 
-@dg.asset(
+@table_asset(
+    GROUP,
     deps=["judgments"],
-    group_name="votes",
-    kinds={"duckdb"},
-    pool=DB_POOL,
     description="One row per item: question, turn, canonical model pair, category, and the texts a judge reads.",
 )
 def items(duckdb: JudgeDuckDBResource) -> dg.MaterializeResult:
@@ -72,24 +64,15 @@ def items(duckdb: JudgeDuckDBResource) -> dg.MaterializeResult:
         return dg.MaterializeResult(metadata={**table_metadata(con, "items", preview_rows=5), "items": n, "human_judged_items": human})
 
 
-@dg.multi_asset(
-    specs=[
-        dg.AssetSpec(
-            "annotator_matrix",
-            deps=["judgments"],
-            group_name="votes",
-            kinds={"duckdb"},
-            description="Item × annotator label codes (one column per annotator, NULL = no vote), pivoted with DuckDB PIVOT.",
+@tables_asset(
+    GROUP,
+    {
+        "annotator_matrix": (
+            ["judgments"],
+            "Item × annotator label codes (one column per annotator, NULL = no vote), pivoted with DuckDB PIVOT.",
         ),
-        dg.AssetSpec(
-            "annotator_matrix_columns",
-            deps=["judgments"],
-            group_name="votes",
-            kinds={"duckdb"},
-            description="Which column of annotator_matrix holds which annotator.",
-        ),
-    ],
-    pool=DB_POOL,
+        "annotator_matrix_columns": (["judgments"], "Which column of annotator_matrix holds which annotator."),
+    },
 )
 def annotator_matrix(context: dg.AssetExecutionContext, duckdb: JudgeDuckDBResource, pipeline: PipelineResource):
     with duckdb.get_connection() as con:
