@@ -7,7 +7,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export DAGSTER_DISABLE_TELEMETRY := 1
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: run test ui install install-dev clean
+.PHONY: run test test-quick ui install install-dev clean
 
 # The venv is rebuilt when the project's dependencies change; versions are pinned by constraints.txt.
 $(BIN)/judge-assets: pyproject.toml constraints.txt
@@ -28,6 +28,10 @@ run: install
 
 test: install-dev
 	$(BIN)/pytest
+
+# The suite without the tests marked slow (CLI, web UI and whole-graph subprocesses): for development.
+test-quick: install-dev
+	$(BIN)/pytest -m "not slow"
 
 ui: install
 	$(BIN)/judge-assets ui

@@ -18,10 +18,13 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pandas as pd
+import pytest
 
 from judge_assets.config import BUNDLED_DATA_DIR
 from judge_assets.core.keys import item_key
 from judge_assets_tests.conftest import build_foundation
+
+pytestmark = pytest.mark.slow
 
 TEXTLESS_CSV = "question_id,model_a,model_b,winner,judge,turn\n81,gpt-4,newmodel-x,model_a,j,1\n"
 NEW_ITEM = item_key(81, 1, "gpt-4", "newmodel-x")

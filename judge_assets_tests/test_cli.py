@@ -11,6 +11,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
+pytestmark = pytest.mark.slow
+
 CLI = [sys.executable, "-m", "judge_assets.cli"]
 
 

@@ -22,6 +22,8 @@ from judge_assets.core.keys import item_key
 from judge_assets.core.sources.batches import file_batch
 from judge_assets_tests.fake_openai import FakeOpenAI
 
+pytestmark = pytest.mark.slow
+
 FOUNDATION_DOWNSTREAM = "key:judgments or key:items or key:majority_vote_labels"
 
 

@@ -13,6 +13,8 @@ import urllib.request
 
 import pytest
 
+pytestmark = pytest.mark.slow
+
 QUERY = '{"query": "{ assetNodes { assetKey { path } groupName } }"}'
 
 
