@@ -54,6 +54,8 @@ def _cli_logger():
     """A Dagster logger printing one line per asset message and step outcome (no run ids)."""
     import dagster as dg
 
+    check_steps: set[str] = set()
+
     class StepFormatter(logging.Formatter):
         def format(self, record: logging.LogRecord) -> str:
             meta = record.__dict__.get("dagster_meta") or {}
@@ -70,10 +72,11 @@ def _cli_logger():
                         detail = "interrupted"
                     return f"  ✗ {step}: {detail}"
                 if kind == "ASSET_CHECK_EVALUATION":
+                    check_steps.add(step)  # its own success line would repeat the check's line
                     data = event.event_specific_data
                     mark = "✓" if data.passed else ("✗" if data.severity.value == "ERROR" else "!")
                     return f"    {mark} check {data.check_name} on {data.asset_key.to_user_string()}"
-                return f"  ✓ {step}" if kind == "STEP_SUCCESS" else ""
+                return f"  ✓ {step}" if kind == "STEP_SUCCESS" and step not in check_steps else ""
             return f"    {step}: {meta.get('orig_message', record.getMessage())}"
 
     class SkipEmpty(logging.Filter):

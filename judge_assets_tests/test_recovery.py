@@ -24,7 +24,7 @@ from judge_assets.config import BUNDLED_DATA_DIR
 pytestmark = pytest.mark.slow
 
 #: the CLI prints this line when the model prior's blocking check passed: consensus runs next
-BEFORE_CONSENSUS = "✓ model_probs_model_probs_are_probabilities"
+BEFORE_CONSENSUS = "✓ check model_probs_are_probabilities on model_probs"
 #: tables derived from the votes (no timestamps or paths): equal after recovery and after a clean run
 DERIVED = (
     "judgments", "items", "label_set", "annotator_matrix", "majority_vote_labels", "model_probs", "consensus_labels",
