@@ -1,12 +1,15 @@
 """A real OpenAI-compatible HTTP server on 127.0.0.1 for tests and benchmarks.
 
-Speaks ``POST /v1/chat/completions`` (first-token ``top_logprobs``), ``POST /v1/files``
-(multipart upload), ``GET /v1/files/{id}/content``, ``POST /v1/batches`` and
-``GET /v1/batches/{id}``. Answers are deterministic per prompt: each final answer gets a
-quality from a hash of its text, the judge's logits are (quality of the answer shown first +
-``position_bias``, quality of the second, ``tie_logit``), so swapping the order changes only
-the bias term. Faults are switchable and chosen deterministically per (prompt, attempt), so a
-retry of a failed prompt can succeed. Every request is recorded (method, path, headers, body).
+Speaks ``POST /v1/chat/completions`` (first-token ``top_logprobs``), ``GET /v1/models`` (when
+``served_models`` is set), ``POST /v1/files`` (multipart upload), ``GET /v1/files/{id}/content``,
+``POST /v1/batches`` and ``GET /v1/batches/{id}``. Answers are deterministic per prompt: each
+final answer gets a quality from a hash of its text, the judge's logits are (quality of the
+answer shown first + ``position_bias``, quality of the second, ``tie_logit``), so swapping the
+order changes only the bias term. Faults are switchable and chosen deterministically per
+(prompt, attempt), so a retry of a failed prompt can succeed. Whole-endpoint faults (a required
+key, an unknown model, one status for every chat call, a context limit, a hang, no batch API)
+are settings too; :func:`unused_base_url` gives a URL where nothing listens (connection
+refused). Every request is recorded (method, path, query target, headers, body).
 
 Use the ``fake_openai`` fixture (registered for the whole suite in ``judge_assets_tests/conftest.py``).
 """
@@ -17,6 +20,7 @@ import email.parser
 import hashlib
 import json
 import math
+import socket
 import threading
 import time
 from collections import Counter
@@ -29,7 +33,11 @@ FIRST_MARKER = "[Final answer of Assistant A]\n"
 SECOND_MARKER = "[Final answer of Assistant B]\n"
 NO_LABEL_MARKER = "[[no-label]]"
 """A prompt containing this text gets only non-label first-token candidates."""
-FAULTS = ("rate_limit", "server_error", "slow", "malformed", "bad_json")
+FAULTS = ("rate_limit", "server_error", "slow", "malformed", "bad_json", "nan_logprobs", "positive_logprobs")
+CONTEXT_MESSAGE = (
+    "This model's maximum context length is {limit} tokens. However, you requested {n} tokens "
+    "in the messages. Please reduce the length of the messages."
+)
 
 
 def _unit(*parts: object) -> float:
@@ -48,6 +56,14 @@ class FakeSettings:
     header); ``slow_s``: how long a ``slow`` fault stalls; ``latency_s``: fixed delay of every
     chat completion; ``batch_polls``: retrieves that report ``in_progress`` before a batch
     completes.
+
+    Endpoint faults: ``api_key`` (every request without ``Bearer <api_key>`` gets OpenAI's 401,
+    echoing the key masked); ``served_models`` (``GET /v1/models`` lists them and a chat for
+    another model gets 404; None = any model, no listing); ``chat_status`` / ``chat_message``
+    (every chat completion answers that error, the message followed by the request target);
+    ``max_prompt_words`` / ``context_status`` (longer prompts get a context-length error);
+    ``hang_s`` (every request waits this long, or until the server stops, before answering);
+    ``batch_api`` (False: no files/batches routes).
     """
 
     latency_s: float = 0.0
@@ -60,12 +76,21 @@ class FakeSettings:
     retry_after: float | None = 1.0
     slow_s: float = 2.0
     batch_polls: int = 0
+    api_key: str | None = None
+    served_models: tuple[str, ...] | None = None
+    chat_status: int | None = None
+    chat_message: str = "internal error"
+    max_prompt_words: int | None = None
+    context_status: int = 400
+    hang_s: float = 0.0
+    batch_api: bool = True
 
 
 @dataclass
 class Recorded:
     method: str
     path: str
+    target: str  # the path with its query string, as sent
     headers: dict[str, str]  # names lower-cased
     body: bytes
     at: float
@@ -104,9 +129,12 @@ def judge_logprobs(messages: list[dict], settings: FakeSettings, n: int) -> list
     return [{"token": t, "logprob": math.log(p), "bytes": list(t.encode())} for t, p in candidates[:n]]
 
 
-def completion_body(body: dict, settings: FakeSettings) -> dict:
-    """A chat-completion response with one token and its logprobs."""
+def completion_body(body: dict, settings: FakeSettings, fault: str | None = None) -> dict:
+    """A chat-completion response with one token and its logprobs; the ``nan_logprobs`` /
+    ``positive_logprobs`` faults spoil the first candidate's logprob (NaN / +0.7)."""
     top = judge_logprobs(body["messages"], settings, int(body.get("top_logprobs") or 1))
+    if fault in ("nan_logprobs", "positive_logprobs"):
+        top[0]["logprob"] = math.nan if fault == "nan_logprobs" else 0.7
     best = top[0]
     prompt_tokens = sum(len(m["content"].split()) for m in body["messages"])
     return {
@@ -139,6 +167,7 @@ class FakeOpenAI:
         self._lock = threading.Lock()
         self._state = _State()
         self._httpd: ThreadingHTTPServer | None = None
+        self._stopping = threading.Event()  # releases hanging requests
 
     # ---- inspection -------------------------------------------------------------------
     @property
@@ -152,8 +181,8 @@ class FakeOpenAI:
             return list(self._state.requests)
 
     def count(self, route: str | None = None) -> int:
-        """Requests received in total, or for one route (``chat``, ``files``, ``file_content``,
-        ``batches``, ``batch_retrieve``)."""
+        """Requests received in total, or for one route (``chat``, ``models``, ``files``,
+        ``file_content``, ``batches``, ``batch_retrieve``, ``unknown``)."""
         with self._lock:
             return sum(self._state.counts.values()) if route is None else self._state.counts[route]
 
@@ -184,6 +213,7 @@ class FakeOpenAI:
         return self
 
     def stop(self) -> None:
+        self._stopping.set()
         self._httpd.shutdown()
         self._httpd.server_close()
 
@@ -193,20 +223,33 @@ class FakeOpenAI:
         body = handler.rfile.read(length) if length else b""
         path = handler.path.split("?", 1)[0]
         parts = path.strip("/").split("/")
+        s = self.settings
         route = {
             ("POST", "v1/chat/completions"): "chat",
-            ("POST", "v1/files"): "files",
-            ("POST", "v1/batches"): "batches",
+            ("GET", "v1/models"): "models" if s.served_models is not None else None,
+            ("POST", "v1/files"): "files" if s.batch_api else None,
+            ("POST", "v1/batches"): "batches" if s.batch_api else None,
         }.get((method, "/".join(parts)))
         if route is None and method == "GET" and len(parts) == 4 and parts[:2] == ["v1", "files"] and parts[3] == "content":
             route = "file_content"
-        if route is None and method == "GET" and len(parts) == 3 and parts[:2] == ["v1", "batches"]:
+        if route is None and s.batch_api and method == "GET" and len(parts) == 3 and parts[:2] == ["v1", "batches"]:
             route = "batch_retrieve"
+        headers = {k.lower(): v for k, v in handler.headers.items()}
         with self._lock:
-            self._state.requests.append(Recorded(method, path, {k.lower(): v for k, v in handler.headers.items()}, body, time.monotonic()))
+            self._state.requests.append(Recorded(method, path, handler.path, headers, body, time.monotonic()))
             self._state.counts[route or "unknown"] += 1
         try:
-            if route == "chat":
+            if s.hang_s:
+                self._stopping.wait(s.hang_s)
+            sent_key = headers.get("authorization", "").removeprefix("Bearer ")
+            if s.api_key is not None and sent_key != s.api_key:
+                masked = sent_key[:3] + "*" * max(len(sent_key) - 7, 0) + sent_key[-4:]
+                message = f"Incorrect API key provided: {masked}. You can find your API key at https://platform.openai.com/account/api-keys."
+                self._send(handler, 401, {"error": {"message": message, "type": "invalid_request_error", "code": "invalid_api_key"}})
+            elif route == "models":
+                data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in s.served_models]
+                self._send(handler, 200, {"object": "list", "data": data})
+            elif route == "chat":
                 self._chat(handler, json.loads(body))
             elif route == "files":
                 self._upload(handler, body)
@@ -217,7 +260,7 @@ class FakeOpenAI:
             elif route == "batch_retrieve":
                 self._retrieve_batch(handler, parts[2])
             else:
-                self._send(handler, 404, {"error": {"message": f"no route {method} {path}"}})
+                self._send(handler, 404, {"error": {"message": f"no route {method} {handler.path}"}})
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (timeout test)
 
@@ -244,6 +287,16 @@ class FakeOpenAI:
         return s.faults[int(_unit("kind", key, attempt) * len(s.faults))]
 
     def _chat(self, handler, body: dict) -> None:
+        s = self.settings
+        if s.served_models is not None and body["model"] not in s.served_models:
+            message = f"The model `{body['model']}` does not exist or you do not have access to it."
+            return self._send(handler, 404, {"error": {"message": message, "type": "invalid_request_error", "code": "model_not_found"}})
+        if s.chat_status is not None:
+            return self._send(handler, s.chat_status, {"error": {"message": f"{s.chat_message} (POST {handler.path})"}})
+        words = sum(len(m["content"].split()) for m in body["messages"])
+        if s.max_prompt_words is not None and words > s.max_prompt_words:
+            message = CONTEXT_MESSAGE.format(limit=s.max_prompt_words, n=words)
+            return self._send(handler, s.context_status, {"error": {"message": message, "type": "invalid_request_error"}})
         fault = self._fault(body)
         if self.settings.latency_s:
             time.sleep(self.settings.latency_s)
@@ -254,7 +307,7 @@ class FakeOpenAI:
             return self._send(handler, 500, {"error": {"message": "internal error", "type": "server_error"}})
         if fault == "slow":
             time.sleep(self.settings.slow_s)
-        response = completion_body(body, self.settings)
+        response = completion_body(body, self.settings, fault)
         if fault == "malformed":
             response["choices"][0]["logprobs"] = None
         if fault == "bad_json":
@@ -326,7 +379,7 @@ class FakeOpenAI:
                 line["response"] = {"status_code": status, "request_id": f"req_{n}", "body": {"error": {"message": fault}}}
                 errors.append(line)
                 continue
-            body = completion_body(request["body"], self.settings)
+            body = completion_body(request["body"], self.settings, fault)
             if fault in ("malformed", "bad_json"):
                 body["choices"][0]["logprobs"] = None
             line["response"] = {"status_code": 200, "request_id": f"req_{n}", "body": body}
@@ -340,6 +393,14 @@ class FakeOpenAI:
             batch["status"] = "completed"
             batch["completed_at"] = int(time.time())
             batch["request_counts"] = {"total": len(outputs) + len(errors), "completed": len(outputs), "failed": len(errors)}
+
+
+def unused_base_url() -> str:
+    """A loopback base URL where nothing listens: connecting is refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"
 
 
 @pytest.fixture
