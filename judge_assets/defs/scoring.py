@@ -6,7 +6,7 @@ import dagster as dg
 import pandas as pd
 
 from judge_assets.core.db import replace_table
-from judge_assets.core.scoring.llm_judge import SCORE_COLUMNS, first_position_preference, score_items
+from judge_assets.core.scoring.llm_judge import SCORE_COLUMNS, EndpointError, first_position_preference, score_items
 from judge_assets.core.scoring.prior import build_model_probs, count_items_without_text, prior_training_labels
 from judge_assets.core.labels import stored_label_set
 from judge_assets.core.validation import validate_llm_scores, validate_probabilities
@@ -27,7 +27,9 @@ SCORER_NOTES = {
     kinds={"duckdb", "openai"},
     pool=DB_POOL,
     description="Per item P(A), P(B), P(tie) from the LLM judge's first-token logprobs, both answer orders, cached "
-    "in llm_score_cache. Empty when no endpoint is configured (JUDGE_LLM_BASE_URL / JUDGE_LLM_MODEL).",
+    "in llm_score_cache. Empty when no endpoint is configured (JUDGE_LLM_BASE_URL / JUDGE_LLM_MODEL). Fails (and so "
+    "stops model_probs from silently using the classifier prior) when the configured endpoint cannot be used: wrong "
+    "key, URL or model, unreachable, hanging, failing every request.",
 )
 def llm_judge_scores(context: dg.AssetExecutionContext, duckdb: JudgeDuckDBResource, llm_judge: LLMJudgeResource) -> dg.MaterializeResult:
     with duckdb.get_connection() as con:
@@ -44,7 +46,18 @@ def llm_judge_scores(context: dg.AssetExecutionContext, duckdb: JudgeDuckDBResou
                 context.log.info(f"LLM judge: {done}/{total} requests done")
 
         config = llm_judge.to_config()
-        scores, stats = score_items(con, items, config, progress)
+        try:
+            scores, stats = score_items(con, items, config, progress)
+        except EndpointError as exc:  # the message names the host and the server's words, never a secret
+            raise dg.Failure(
+                description=str(exc),
+                metadata={
+                    "stopped_by": exc.reason,
+                    "endpoint_host": config.endpoint_host,
+                    "calls_made": exc.stats.calls_made,
+                    "failures_by_reason": dg.MetadataValue.json(exc.stats.failures),
+                },
+            ) from None
         replace_table(con, "llm_judge_scores", scores)
         status = scores["status"].value_counts().to_dict()
         context.log.info(f"LLM judge: {stats.as_dict()}")
@@ -52,7 +65,7 @@ def llm_judge_scores(context: dg.AssetExecutionContext, duckdb: JudgeDuckDBResou
             metadata={
                 **table_metadata(con, "llm_judge_scores"),
                 **{k: v for k, v in stats.as_dict().items() if isinstance(v, (int, float, str))},
-                "failures_by_reason": dg.MetadataValue.json(stats.as_dict().get("failures_by_reason", {})),
+                "failures_by_reason": dg.MetadataValue.json(stats.failures),
                 "status_counts": dg.MetadataValue.json({str(k): int(v) for k, v in status.items()}),
                 "first_position_preference": float(first_position_preference(scores)),
                 "model": config.model,

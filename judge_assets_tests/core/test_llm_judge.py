@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 
 import dagster as dg
 import duckdb
@@ -14,8 +15,10 @@ import pytest
 
 from judge_assets.core.scoring.llm_judge import (
     CACHE_TABLE,
+    OPEN_BATCHES_TABLE,
     PROMPT_VERSION,
     SCORE_COLUMNS,
+    EndpointError,
     JudgeConfig,
     combine_orders,
     first_position_preference,
@@ -24,7 +27,7 @@ from judge_assets.core.scoring.llm_judge import (
     score_items,
 )
 from judge_assets.defs.resources import LLMJudgeResource, project_resources
-from judge_assets_tests.fake_openai import NO_LABEL_MARKER
+from judge_assets_tests.fake_openai import NO_LABEL_MARKER, unused_base_url
 
 KEY = "sk-test-Zq81tSECRETkeyVALUE"
 REASONS = {"rate_limited", "server_error", "malformed_response", "timeout"}
@@ -54,6 +57,10 @@ def config(server, **kw) -> JudgeConfig:
 def cache(db) -> pd.DataFrame:
     with duckdb.connect(str(db), read_only=True) as con:
         return con.execute(f"SELECT * FROM {CACHE_TABLE}").df()
+
+
+def chat_requests(server) -> list:
+    return [r for r in server.requests if r.path.endswith("/chat/completions")]
 
 
 # ---------------------------------------------------------------------------- prompt
@@ -183,7 +190,7 @@ def test_every_item_scored_in_both_orders_then_fully_cached(fake_openai, tmp_pat
     assert len(rows) == 24 and set(rows["swapped"]) == {False, True} and (rows["status"] == "ok").all()
     assert rows["top_logprobs_json"].map(lambda s: len(json.loads(s))).eq(5).all()
     first_shown = {json.loads(r.body)["messages"][1]["content"].split("[Final answer of Assistant A]\n")[1][:10]
-                   for r in fake_openai.requests}
+                   for r in chat_requests(fake_openai)}
     assert first_shown == {"Answer one", "Answer two"}
 
     fake_openai.reset_counts()
@@ -255,7 +262,7 @@ def test_retry_after_is_honoured(fake_openai, tmp_path):
     scores, stats = score_items(tmp_path / "j.duckdb", make_items(2), config(fake_openai, swap=False))
     assert (scores["status"] == "ok").all() and stats.calls_made == 4
     by_prompt: dict[str, list[float]] = {}
-    for r in fake_openai.requests:
+    for r in chat_requests(fake_openai):
         by_prompt.setdefault(r.body.decode(), []).append(r.at)
     gaps = [times[1] - times[0] for times in by_prompt.values()]
     assert len(gaps) == 2 and min(gaps) >= 0.8
@@ -293,7 +300,7 @@ def test_batch_mode_fills_the_same_cache(fake_openai, tmp_path):
 
     fake_openai.reset_counts()
     online, _ = score_items(db, items, config(fake_openai))
-    assert fake_openai.count() == fake_openai.count("chat") == n_err
+    assert fake_openai.count("chat") == n_err and fake_openai.count() == n_err + 1  # + the model check
     assert (online["status"] == "ok").all()
     fake_openai.reset_counts()
     score_items(db, items, config(fake_openai))
@@ -399,3 +406,210 @@ def test_resource_unconfigured_and_bad_env(monkeypatch):
     monkeypatch.setenv("JUDGE_LLM_MODE", "batch")
     assert dg.materialize([judged], resources={"llm": project_resources()["llm_judge"]}).success
     assert seen == {"swap": False, "mode": "batch"}
+
+# ---------------------------------------------------------------------------- endpoint faults
+
+THRESHOLD = 5  # JudgeConfig.breaker_threshold's default
+
+
+def fails(db, items, cfg) -> EndpointError:
+    with pytest.raises(EndpointError) as info:
+        score_items(db, items, cfg)
+    return info.value
+
+
+def test_wrong_key_is_refused_by_the_model_check_before_any_scoring_call(fake_openai, tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    fake_openai.settings.api_key = "sk-the-right-key-000"
+    db, items = tmp_path / "j.duckdb", make_items(20)
+    for _ in range(2):  # a second run asks again, once
+        error = fails(db, items, config(fake_openai))
+    message = str(error)
+    assert fake_openai.count() == 2 and fake_openai.count("chat") == 0
+    assert error.reason == "auth_error" and "\n" not in message
+    assert f"at {fake_openai.base_url.split('/')[2]} refused the API key" in message
+    assert "Incorrect API key provided" in message and "JUDGE_LLM_API_KEY" in message
+    assert KEY not in message and KEY[-4:] not in message  # the server echoed it masked: sk-***...ALUE
+    assert len(cache(db)) == 0
+    assert not any(KEY[-4:] in r.getMessage() for r in caplog.records)
+
+
+def test_auth_failures_on_every_chat_call_trip_the_breaker(fake_openai, tmp_path):
+    s = fake_openai.settings
+    s.chat_status, s.chat_message = 403, "Project proj_x does not have access to model judge-1"
+    db, items = tmp_path / "j.duckdb", make_items(50)
+    error = fails(db, items, config(fake_openai, concurrency=4))
+    assert fake_openai.count("chat") <= THRESHOLD + 4 - 1  # not 100, nor 100 x retries
+    assert error.reason == "auth_error" and error.stats.calls_made == fake_openai.count("chat")
+    assert "does not have access to model judge-1" in str(error) and fake_openai.base_url.split("/")[2] in str(error)
+    rows = cache(db)
+    assert not rows["status"].eq("ok").any() and set(rows["error"]) <= {"auth_error"}
+
+
+def test_unknown_model_is_refused_from_the_servers_listing(fake_openai, tmp_path):
+    fake_openai.settings.served_models = ("llama-3-8b", "qwen2-7b")
+    error = fails(tmp_path / "j.duckdb", make_items(5), config(fake_openai))
+    host = fake_openai.base_url.split("/")[2]
+    assert str(error).startswith(f"model 'judge-1' is not served by {host}; it serves: llama-3-8b, qwen2-7b")
+    assert fake_openai.count() == fake_openai.count("models") == 1
+
+
+def test_wrong_base_url_trips_on_404_and_keeps_url_secrets_out(fake_openai, tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    password, query_key = "pw-Secret-77", "QKEY-in-the-url-42"
+    root = fake_openai.base_url.removesuffix("/v1").replace("http://", f"http://judge:{password}@")
+    cfg = config(fake_openai, concurrency=2)
+    cfg = JudgeConfig(**{**cfg.__dict__, "base_url": f"{root}/api?key={query_key}"})  # no /v1: every route 404s
+    db = tmp_path / "j.duckdb"
+    error = fails(db, make_items(30), cfg)
+
+    assert error.reason == "not_found" and fake_openai.count() <= 1 + THRESHOLD + 2 - 1
+    message = str(error)
+    assert "no route POST /api/chat/completions?key=***" in message and "JUDGE_LLM_BASE_URL" in message
+    assert all(query_key in r.target for r in fake_openai.requests)  # the query went where the user put it
+    texts = [message, repr(cfg), *(r.getMessage() for r in caplog.records), *cache(db)["error_detail"].dropna()]
+    assert len(texts) > 3 and not any(secret in t for t in texts for secret in (password, query_key, KEY))
+
+
+def test_query_string_on_the_base_url_is_sent_with_every_request(fake_openai, tmp_path):
+    cfg = config(fake_openai)
+    cfg = JudgeConfig(**{**cfg.__dict__, "base_url": f"{fake_openai.base_url}?api-version=2024-06-01"})
+    scores, _ = score_items(tmp_path / "j.duckdb", make_items(3), cfg)
+    assert (scores["status"] == "ok").all() and fake_openai.count("chat") == 6
+    assert all(r.target.endswith("?api-version=2024-06-01") for r in fake_openai.requests)
+
+
+def test_dead_server_stops_in_a_moment(tmp_path):
+    cfg = JudgeConfig(base_url=unused_base_url(), model="judge-1", api_key=KEY, concurrency=4, backoff_base_s=0.01)
+    started = time.monotonic()
+    error = fails(tmp_path / "j.duckdb", make_items(200), cfg)
+    assert time.monotonic() - started < 3
+    assert error.reason == "connection_error" and error.stats.calls_made <= THRESHOLD + 4 - 1
+    assert cfg.endpoint_host in str(error) and "Connection error" in str(error) and "is the server running" in str(error)
+    assert not cache(tmp_path / "j.duckdb")["status"].eq("ok").any()
+
+
+def test_hanging_server_costs_a_few_timeouts_not_a_day(fake_openai, tmp_path):
+    fake_openai.settings.hang_s = 30
+    started = time.monotonic()
+    error = fails(tmp_path / "j.duckdb", make_items(100), config(fake_openai, timeout=0.5, concurrency=2))
+    elapsed = time.monotonic() - started
+    # the model check and two waves of two calls time out: 5 in a row
+    assert 1.0 <= elapsed < 4 and fake_openai.count() <= 1 + THRESHOLD
+    assert error.reason == "timeout" and "no answer within 0.5 s" in str(error) and "JUDGE_LLM_TIMEOUT" in str(error)
+
+
+def test_http_500_on_every_call_stops_after_retries(fake_openai, tmp_path):
+    fake_openai.settings.chat_status = 500
+    db = tmp_path / "j.duckdb"
+    error = fails(db, make_items(50), config(fake_openai, concurrency=2, max_attempts=3))
+    assert fake_openai.count("chat") <= (THRESHOLD + 2 - 1) * 3  # each request is still retried
+    assert error.reason == "server_error" and "HTTP 500: internal error" in str(error)
+    assert set(cache(db)["error"]) == {"server_error"}
+
+
+@pytest.mark.parametrize("fault, shown", [("nan_logprobs", "nan"), ("positive_logprobs", "0.7")])
+def test_invalid_logprobs_are_never_cached_ok(fake_openai, tmp_path, fault, shown):
+    s = fake_openai.settings
+    s.faults, s.fault_rate, s.fault_attempts = (fault,), 1.0, 1  # every prompt's first answer is spoilt
+    db, items = tmp_path / "j.duckdb", make_items(4)
+    scores, stats = score_items(db, items, config(fake_openai))
+    assert fake_openai.count("chat") == 8 and stats.failures == {"invalid_logprobs": 8}
+    assert (scores["status"] == "error:invalid_logprobs").all() and scores["p_a"].isna().all()
+    rows = cache(db)
+    assert set(rows["status"]) == {"error"} and rows["error_detail"].str.contains(f"logprob {shown} for").all()
+
+    fake_openai.reset_counts()
+    scores, _ = score_items(db, items, config(fake_openai))
+    assert fake_openai.count("chat") == 8 and (scores["status"] == "ok").all()
+
+
+@pytest.mark.parametrize("status", [400, 500])
+def test_context_overflow_is_stored_once_and_not_sent_again(fake_openai, tmp_path, status):
+    fake_openai.settings.max_prompt_words, fake_openai.settings.context_status = 200, status
+    items = make_items(5)
+    items.loc[4, "answers_b"] = ["word " * 400]
+    db = tmp_path / "j.duckdb"
+    scores, stats = score_items(db, items, config(fake_openai, concurrency=1))  # the long item comes last
+
+    assert fake_openai.count("chat") == 10 and stats.failures == {"context_overflow": 2}  # no retry
+    assert scores["status"].tolist() == ["ok"] * 4 + ["rejected:context_overflow"]
+    rejected = cache(db).query("status == 'rejected'")
+    assert len(rejected) == 2 and set(rejected["error"]) == {"context_overflow"}
+    assert rejected["error_detail"].str.contains(f"HTTP {status}: This model's maximum context length is 200").all()
+    assert (rejected["prompt_tokens_est"] > 400).all()
+
+    fake_openai.reset_counts()
+    again, _ = score_items(db, items, config(fake_openai))
+    assert fake_openai.count() == 0 and again["status"].tolist() == scores["status"].tolist()
+    items.loc[4, "answers_b"] = ["A short answer."]  # a changed request is a new key: sent once
+    fixed, _ = score_items(db, items, config(fake_openai))
+    assert fake_openai.count("chat") == 2 and (fixed["status"] == "ok").all()
+
+
+def test_rejections_from_an_endpoint_that_never_answered_stop_the_run_and_are_retried(fake_openai, tmp_path):
+    s = fake_openai.settings
+    s.chat_status, s.chat_message = 400, "logprobs is not supported for this model"
+    db, items = tmp_path / "j.duckdb", make_items(20)
+    error = fails(db, items, config(fake_openai, concurrency=2))
+    assert error.reason == "invalid_request" and fake_openai.count("chat") <= THRESHOLD + 2 - 1
+    assert "logprobs is not supported" in str(error) and "logprobs/top_logprobs" in str(error)
+    assert set(cache(db)["status"]) == {"error"}  # not 'rejected': a fixed server gets them again
+
+    s.chat_status = None
+    fake_openai.reset_counts()
+    scores, _ = score_items(db, items, config(fake_openai))
+    assert fake_openai.count("chat") == 40 and (scores["status"] == "ok").all()
+
+
+def test_combine_orders_uses_a_scored_order_when_the_other_was_rejected():
+    per_order = pd.DataFrame(
+        {
+            "item_id": ["i1", "i1", "i2", "i2"], "swapped": [False, True] * 2,
+            "status": ["ok", "rejected", "rejected", "rejected"],
+            "error": [None, "context_overflow", "context_overflow", "context_overflow"],
+            "p_a": [0.8, None, None, None], "p_b": [0.2, None, None, None], "p_tie": [0.0, None, None, None],
+            "label_mass": [1.0, None, None, None],
+        }
+    )
+    out = combine_orders(per_order)
+    assert out["status"].tolist() == ["ok", "rejected:context_overflow"] and out["n_orders"].tolist() == [1, 0]
+
+
+# ---------------------------------------------------------------------------- batch faults
+
+
+def test_batch_mode_without_the_batch_api_says_so(fake_openai, tmp_path):
+    fake_openai.settings.batch_api = False
+    error = fails(tmp_path / "j.duckdb", make_items(5), config(fake_openai, mode="batch"))
+    host = fake_openai.base_url.split("/")[2]
+    assert str(error).startswith(f"the endpoint {host} does not offer the OpenAI batch API (upload answered HTTP 404")
+    assert str(error).endswith("set JUDGE_LLM_MODE=online") and error.reason == "no_batch_api"
+    assert fake_openai.count() == 2 and fake_openai.count("chat") == 0  # the model check and one upload
+
+
+def test_a_batch_in_flight_survives_a_crash_and_is_resumed(fake_openai, tmp_path):
+    fake_openai.settings.batch_polls = 3
+    db, items = tmp_path / "j.duckdb", make_items(10)
+    calls = []
+
+    def die_while_polling(done: int, total: int) -> None:
+        calls.append(done)
+        if len(calls) == 2:  # the first call reports the cache hits; the second comes from a poll
+            raise RuntimeError("process died")
+
+    with pytest.raises(RuntimeError, match="process died"):
+        score_items(db, items, config(fake_openai, mode="batch"), die_while_polling)
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute(f"SELECT batch_id, n_requests, status FROM {OPEN_BATCHES_TABLE}").fetchall() == [("batch-1", 20, "open")]
+    assert len(cache(db)) == 0 and fake_openai.count("batches") == 1
+
+    scores, stats = score_items(db, items, config(fake_openai, mode="batch"))
+    assert fake_openai.count("batches") == 1 and fake_openai.count("files") == 1  # not paid for twice
+    assert stats.batch_ids == ["batch-1"] and stats.calls_made == 0 and (scores["status"] == "ok").all()
+    assert len(cache(db)) == 20 and (cache(db)["status"] == "ok").all()
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute(f"SELECT status FROM {OPEN_BATCHES_TABLE}").fetchall() == [("collected",)]
+    fake_openai.reset_counts()
+    score_items(db, items, config(fake_openai, mode="batch"))
+    assert fake_openai.count() == 0

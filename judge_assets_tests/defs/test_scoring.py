@@ -38,7 +38,7 @@ def test_llm_scores_feed_the_prior_and_a_rerun_costs_nothing(mt_bench_db, fake_o
 
     result = _materialize(mt_bench_db, instance)
     assert result.success
-    assert fake_openai.count() == 2 * N_ITEMS  # every item, both answer orders
+    assert fake_openai.count("chat") == 2 * N_ITEMS  # every item, both answer orders
     con = duckdb.connect(str(mt_bench_db), read_only=True)
     assert con.execute("SELECT count(*), min(n_orders), count(*) FILTER (WHERE status = 'ok') FROM llm_judge_scores").fetchone() == (N_ITEMS, 2, N_ITEMS)
     assert con.execute("SELECT DISTINCT scorer FROM model_probs").fetchall() == [("llm_logprobs",)]
@@ -48,7 +48,7 @@ def test_llm_scores_feed_the_prior_and_a_rerun_costs_nothing(mt_bench_db, fake_o
     con.close()
 
     rerun = _materialize(mt_bench_db, instance)
-    assert rerun.success and fake_openai.count() == 2 * N_ITEMS  # all cached: zero new calls
+    assert rerun.success and fake_openai.count() == 2 * N_ITEMS + 1  # all cached: zero new calls (1 = the model check)
     metadata = rerun.asset_materializations_for_node("llm_judge_scores")[0].metadata
     assert metadata["calls_made"].value == 0 and metadata["cache_hits"].value == 2 * N_ITEMS
 
@@ -56,3 +56,39 @@ def test_llm_scores_feed_the_prior_and_a_rerun_costs_nothing(mt_bench_db, fake_o
     assert all(r.headers.get("authorization") == f"Bearer {KEY}" for r in fake_openai.requests)
     events = instance.get_event_records(dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_MATERIALIZATION))
     assert KEY not in json.dumps([str(e.event_log_entry) for e in events])
+
+
+def test_a_refused_key_fails_the_asset_and_the_prior_is_not_built(mt_bench_db, fake_openai, monkeypatch):
+    fake_openai.settings.api_key = "sk-the-right-key-000"
+    monkeypatch.setenv("JUDGE_LLM_BASE_URL", fake_openai.base_url)
+    monkeypatch.setenv("JUDGE_LLM_MODEL", "judge-model")
+    monkeypatch.setenv("JUDGE_LLM_API_KEY", KEY)
+    instance = dg.DagsterInstance.ephemeral()
+
+    result = dg.materialize(
+        [llm_judge_scores, model_probs, llm_judge_scores_valid],
+        instance=instance,
+        resources={
+            "duckdb": JudgeDuckDBResource(database=str(mt_bench_db)),
+            "llm_judge": project_resources()["llm_judge"],
+            "pipeline": PipelineResource(llm_annotators="gpt4_pair"),
+        },
+        raise_on_error=False,
+    )
+    assert not result.success and fake_openai.count() == 1 and fake_openai.count("chat") == 0
+    failure = result.get_step_failure_events()[0]
+    assert failure.step_key == "llm_judge_scores"
+    host = fake_openai.base_url.split("/")[2]
+    data = failure.step_failure_data
+    assert data.user_failure_data.description == (
+        f"LLM judge at {host} refused the API key (HTTP 401: Incorrect API key provided: ***. You can find your API key "
+        "at https://platform.openai.com/account/api-keys.): check JUDGE_LLM_API_KEY (or OPENAI_API_KEY)"
+    )
+    assert data.user_failure_data.metadata["stopped_by"].value == "auth_error"
+    assert result.asset_materializations_for_node("model_probs") == []  # no silent classifier prior
+    # the resource's own config: DuckDBResource.get_connection leaves its connection open when the asset raises
+    with duckdb.connect(str(mt_bench_db), config={"custom_user_agent": "dagster"}) as con:
+        tables = {t for (t,) in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    assert "model_probs" not in tables and "llm_judge_scores" not in tables
+    logs = instance.all_logs(result.run_id)
+    assert logs and not any(KEY in str(e) or KEY[-4:] in str(e) for e in logs)

@@ -14,13 +14,16 @@ Modules, each readable alone:
   ``top_logprobs`` to labels and combining the two answer orders (no transport);
 - :mod:`.protocol` — the request body and how a response body becomes a result;
 - :mod:`.cache` — the ``llm_score_cache`` table, cache keys and the periodic writer;
-- :mod:`.client` — the online path: concurrency, retries with backoff, failure reasons;
-- :mod:`.batch` — the OpenAI batch API path;
+- :mod:`.faults` — failure reasons, retries with backoff, the circuit breaker, :class:`EndpointError`;
+- :mod:`.client` — the online path: the model check, concurrent calls;
+- :mod:`.batch` — the OpenAI batch API path, resumable through ``llm_open_batches``;
 - :mod:`.stats` — what a run did; :mod:`.run` — :func:`score_items` tying it together.
 """
 
+from .batch import OPEN_BATCHES_TABLE
 from .cache import CACHE_TABLE, cache_key, ensure_cache
 from .config import JudgeConfig
+from .faults import EndpointError
 from .prompts import PROMPT_VERSION, TokenScore, combine_orders, first_position_preference, map_top_logprobs, render_messages
 from .protocol import request_body
 from .run import SCORE_COLUMNS, Progress, ascore_items, score_items
@@ -28,8 +31,10 @@ from .stats import ScoringStats
 
 __all__ = [
     "CACHE_TABLE",
+    "OPEN_BATCHES_TABLE",
     "PROMPT_VERSION",
     "SCORE_COLUMNS",
+    "EndpointError",
     "JudgeConfig",
     "Progress",
     "ScoringStats",

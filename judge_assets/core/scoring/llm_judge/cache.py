@@ -2,8 +2,9 @@
 
 Each request's result is stored under ``sha256(endpoint host, model, prompt version,
 top_logprobs, rendered messages)``, written in small batches flushed every ``FLUSH_INTERVAL_S``
-seconds while the run proceeds. ``ok`` and ``no_label_token`` rows are reused forever; ``error``
-rows are retried by the next run.
+seconds while the run proceeds. ``ok``, ``no_label_token`` and ``rejected`` rows are reused
+(a rejected request is not sent again until it changes, and so its key); ``error`` rows are
+retried by the next run.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import threading
 from datetime import datetime, timezone
 from typing import Mapping, Sequence
 
@@ -20,7 +22,7 @@ import pandas as pd
 
 from .config import JudgeConfig
 from .prompts import PROMPT_VERSION
-from .protocol import Request, Result
+from .protocol import Request, Result, estimate_tokens
 
 CACHE_TABLE = "llm_score_cache"
 CACHE_COLUMNS = (
@@ -28,9 +30,11 @@ CACHE_COLUMNS = (
     "model VARCHAR, prompt_version VARCHAR, mode VARCHAR, status VARCHAR, error VARCHAR, "
     "error_detail VARCHAR, top_logprobs_json VARCHAR, p_a DOUBLE, p_b DOUBLE, p_tie DOUBLE, "
     "label_mass DOUBLE, latency_s DOUBLE, prompt_tokens INTEGER, completion_tokens INTEGER, "
-    "attempts INTEGER, created_at TIMESTAMPTZ"
+    "attempts INTEGER, created_at TIMESTAMPTZ, prompt_tokens_est INTEGER"
 )
-REUSABLE_STATUSES = ("ok", "no_label_token")
+ADDED_COLUMNS = ("prompt_tokens_est INTEGER",)
+"""Columns newer than the first release of the table: added to an existing cache on open."""
+REUSABLE_STATUSES = ("ok", "no_label_token", "rejected")
 FLUSH_INTERVAL_S = 0.2
 
 
@@ -49,15 +53,28 @@ def ensure_cache(con: duckdb.DuckDBPyConnection) -> None:
 
     One row per request (item × order): ``cache_key`` (see :func:`cache_key`), ``item_id``,
     ``swapped``, ``endpoint_host``, ``model``, ``prompt_version``, ``mode`` (online | batch),
-    ``status`` ('ok' | 'no_label_token' | 'error'), ``error`` (reason: rate_limited,
-    server_error, timeout, connection_error, malformed_response, auth_error, bad_request,
-    http_<code>, batch_request_failed, missing_from_batch, batch_<status>), ``error_detail``
-    (HTTP status and server message, key redacted), ``top_logprobs_json`` (the raw
-    candidates), ``p_a, p_b, p_tie`` (canonical orientation, NULL unless ok), ``label_mass``,
-    ``latency_s`` (online: request time including retries), ``prompt_tokens``,
-    ``completion_tokens``, ``attempts``, ``created_at``.
+    ``status`` ('ok' | 'no_label_token' | 'rejected': the endpoint refused this request for good,
+    reused like ok | 'error': retried by the next run), ``error`` (reason, see
+    :mod:`.faults`: rate_limited, server_error, timeout, connection_error, auth_error,
+    not_found, http_<code>, context_overflow, invalid_request, malformed_response,
+    invalid_logprobs, batch_request_failed, missing_from_batch, batch_<status>),
+    ``error_detail`` (HTTP status and server message, secrets redacted), ``top_logprobs_json``
+    (the raw candidates), ``p_a, p_b, p_tie`` (canonical orientation, NULL unless ok),
+    ``label_mass``, ``latency_s`` (online: request time including retries), ``prompt_tokens``,
+    ``completion_tokens`` (as the server counted them), ``attempts``, ``created_at``,
+    ``prompt_tokens_est`` (characters / 4, known even when the server refused the prompt).
     """
     con.execute(f"CREATE TABLE IF NOT EXISTS {CACHE_TABLE} ({CACHE_COLUMNS})")
+    for column in ADDED_COLUMNS:
+        con.execute(f"ALTER TABLE {CACHE_TABLE} ADD COLUMN IF NOT EXISTS {column}")
+
+
+def endpoint_answered(con: duckdb.DuckDBPyConnection, config: JudgeConfig) -> bool:
+    """Whether the cache holds an ``ok`` row from this endpoint host and model."""
+    return con.execute(
+        f"SELECT count(*) > 0 FROM {CACHE_TABLE} WHERE status = 'ok' AND endpoint_host = ? AND model = ?",
+        [config.endpoint_host, config.model],
+    ).fetchall()[0][0]
 
 
 class CacheWriter:
@@ -66,12 +83,19 @@ class CacheWriter:
     :func:`flush_periodically` writes the buffer every ``FLUSH_INTERVAL_S`` and once more at
     the end of a run (also on errors), so a crash loses at most the calls in flight and the
     last 0.2 s of results. One statement per row costs ~8 ms in DuckDB, more than a call to a
-    fast endpoint: hence small batches, written off the event loop.
+    fast endpoint: hence small batches, written off the event loop. Every statement of a run
+    goes through :meth:`execute` (one at a time: the connection is shared with a worker thread).
     """
 
     def __init__(self, con: duckdb.DuckDBPyConnection, config: JudgeConfig) -> None:
         self.con, self.config = con, config
         self.rows: list[dict] = []
+        self.lock = threading.Lock()
+
+    def execute(self, sql: str, params: list | None = None) -> list[tuple]:
+        """Run one statement on the run's connection; returns its rows."""
+        with self.lock:
+            return self.con.execute(sql, params or []).fetchall()
 
     def add(self, request: Request, result: Result) -> None:
         score = result.score
@@ -84,7 +108,7 @@ class CacheWriter:
                 "model": self.config.model,
                 "prompt_version": PROMPT_VERSION,
                 "mode": self.config.mode,
-                "status": score.status if score else "error",
+                "status": score.status if score else "rejected" if result.permanent else "error",
                 "error": result.reason,
                 "error_detail": result.detail,
                 "top_logprobs_json": json.dumps(result.top_logprobs) if result.top_logprobs is not None else None,
@@ -97,6 +121,7 @@ class CacheWriter:
                 "completion_tokens": result.completion_tokens,
                 "attempts": result.attempts,
                 "created_at": datetime.now(timezone.utc),
+                "prompt_tokens_est": estimate_tokens(request.messages),
             }
         )
 
@@ -110,13 +135,18 @@ class CacheWriter:
         frame = pd.DataFrame(rows).drop_duplicates("cache_key", keep="last")
         for col in ("p_a", "p_b", "p_tie", "label_mass", "latency_s"):
             frame[col] = frame[col].astype("float64")
-        for col in ("prompt_tokens", "completion_tokens", "attempts"):
+        for col in ("prompt_tokens", "completion_tokens", "attempts", "prompt_tokens_est"):
             frame[col] = frame[col].astype("Int64")
-        self.con.register("__llm_cache_rows", frame)
-        try:
-            self.con.execute(f"INSERT OR REPLACE INTO {CACHE_TABLE} BY NAME SELECT * FROM __llm_cache_rows")
-        finally:
-            self.con.unregister("__llm_cache_rows")
+        with self.lock:
+            self.con.register("__llm_cache_rows", frame)
+            try:
+                self.con.execute(f"INSERT OR REPLACE INTO {CACHE_TABLE} BY NAME SELECT * FROM __llm_cache_rows")
+            finally:
+                self.con.unregister("__llm_cache_rows")
+
+    async def flush(self) -> None:
+        """Write the buffered rows now (in a worker thread)."""
+        await asyncio.to_thread(self.write, self.take())
 
 
 async def flush_periodically(writer: CacheWriter, stop: asyncio.Event) -> None:

@@ -134,7 +134,7 @@ def combine_orders(per_order: pd.DataFrame) -> pd.DataFrame:
     """Combine each item's per-order scores into one score.
 
     ``per_order``: one row per (item, order) with ``item_id``, ``swapped`` (bool), ``status``
-    ('ok' | 'no_label_token' | 'error'), ``error`` (reason or None), ``p_a, p_b, p_tie``
+    ('ok' | 'no_label_token' | 'rejected' | 'error'), ``error`` (reason or None), ``p_a, p_b, p_tie``
     (canonical orientation), ``label_mass``.
 
     Returns one row per item (first-appearance order): ``p_a, p_b, p_tie`` = mean of the
@@ -143,7 +143,8 @@ def combine_orders(per_order: pd.DataFrame) -> pd.DataFrame:
     distributions (1 = the judge gives the same probabilities whichever answer is shown first,
     0 = disjoint; NaN unless both orders are ``ok``); per-order ``p_*_ab`` / ``p_*_ba``; and
     ``status``: ``error:<reason>`` if any order failed (rerun to fill it), else ``ok`` if any
-    order found a label token, else ``no_label_token``.
+    order found a label token, else ``rejected:<reason>`` if the endpoint refused an order for
+    good (e.g. ``context_overflow``), else ``no_label_token``.
     """
     frame = per_order.copy()
     frame["order"] = np.where(frame["swapped"].astype(bool), "ba", "ab")
@@ -161,10 +162,15 @@ def combine_orders(per_order: pd.DataFrame) -> pd.DataFrame:
     ab = out[["p_a_ab", "p_b_ab", "p_tie_ab"]].to_numpy(float)
     ba = out[["p_a_ba", "p_b_ba", "p_tie_ba"]].to_numpy(float)
     out["position_consistency"] = 1.0 - 0.5 * np.abs(ab - ba).sum(axis=1)
-    first_error = frame[frame["status"].eq("error")].groupby("item_id")["error"].first().reindex(items)
+    first_error, first_rejection = (
+        frame[frame["status"].eq(status)].groupby("item_id")["error"].first().reindex(items)
+        for status in ("error", "rejected")
+    )
     any_ok = out["n_orders"] > 0
-    out["status"] = np.where(
-        first_error.notna(), "error:" + first_error.fillna("").astype(str), np.where(any_ok, "ok", "no_label_token")
+    out["status"] = np.select(
+        [first_error.notna(), any_ok, first_rejection.notna()],
+        ["error:" + first_error.fillna("").astype(str), "ok", "rejected:" + first_rejection.fillna("").astype(str)],
+        "no_label_token",
     )
     return out.reset_index()
 

@@ -13,10 +13,11 @@ import pandas as pd
 
 from judge_assets.core.db import connect
 
-from .batch import score_batch
-from .cache import CacheWriter, cache_key, cached_keys, ensure_cache, flush_periodically, read_results
-from .client import make_client, score_online
+from .batch import ensure_open_batches, score_batch
+from .cache import CacheWriter, cache_key, cached_keys, endpoint_answered, ensure_cache, flush_periodically, read_results
+from .client import check_model, make_client, score_online
 from .config import JudgeConfig
+from .faults import Breaker, EndpointError, scrubbed_library_logs
 from .prompts import PROMPT_VERSION, combine_orders, render_messages
 from .protocol import Request
 from .stats import ScoringStats
@@ -54,7 +55,11 @@ async def ascore_items(
     config: JudgeConfig,
     progress: Progress | None = None,
 ) -> tuple[pd.DataFrame, ScoringStats]:
-    """Async :func:`score_items` on an open connection (for callers already in an event loop)."""
+    """Async :func:`score_items` on an open connection (for callers already in an event loop).
+
+    Raises :class:`~.faults.EndpointError` (with ``stats`` set) when the endpoint cannot be
+    used; the results that came back before are kept in the cache.
+    """
     started = time.monotonic()
     stats = ScoringStats(mode=config.mode)
     requests = build_requests(items, config)
@@ -80,14 +85,24 @@ async def ascore_items(
     log.info("LLM judge %s: %d requests, %d cached, %d to call", config.model, len(unique), len(cached), len(todo))
     writer = CacheWriter(con, config)
     if todo:
+        if config.mode == "batch":
+            ensure_open_batches(con)
+        breaker = Breaker(config, accepts=endpoint_answered(con, config))
         client = make_client(config)
         stop = asyncio.Event()
         flusher = asyncio.create_task(flush_periodically(writer, stop))
         try:
-            if config.mode == "online":
-                await score_online(client, todo, config, writer, stats, step)
-            else:
-                await score_batch(client, todo, config, writer, stats, batch_progress)
+            with scrubbed_library_logs(config.secrets):
+                await check_model(client, config, breaker)
+                if config.mode == "online":
+                    await score_online(client, todo, config, writer, stats, breaker, step)
+                else:
+                    await score_batch(client, todo, config, writer, stats, breaker, batch_progress)
+        except EndpointError as exc:
+            stats.wall_s = time.monotonic() - started
+            exc.stats = stats
+            log.error("LLM judge stopped: %s; %s", exc, stats.as_dict())
+            raise
         finally:
             stop.set()
             await flusher
@@ -111,7 +126,11 @@ def score_items(
     ``answers_b``, optional ``reference``). ``progress(done, total)`` is called as requests
     finish (cache hits count as done). Returns ``(scores, stats)``: ``scores`` has one row per
     item in input order with the columns ``SCORE_COLUMNS`` (see :func:`combine_orders`; status
-    'ok' | 'no_label_token' | 'error:<reason>'), ``stats`` is a :class:`ScoringStats`.
+    'ok' | 'no_label_token' | 'rejected:<reason>' | 'error:<reason>'), ``stats`` is a
+    :class:`ScoringStats`. Raises :class:`~.faults.EndpointError` when the endpoint cannot be
+    used as configured (wrong key, URL or model, unreachable, hanging, failing every request,
+    no batch API in batch mode): its message is one line naming the host and the server's
+    message, never a secret.
     """
     if isinstance(con_or_db_path, (str, Path)):
         con = connect(con_or_db_path)
