@@ -21,6 +21,7 @@ import hashlib
 import json
 import math
 import socket
+import sys
 import threading
 import time
 from collections import Counter
@@ -157,6 +158,11 @@ def completion_body(body: dict, settings: FakeSettings, fault: str | None = None
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 512  # many concurrent clients connect at once
+
+    def handle_error(self, request, client_address) -> None:
+        """Stay quiet when a client drops its connection (a breaker cancelling calls in flight)."""
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
 
 
 class FakeOpenAI:
