@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Optional
 
 import dagster as dg
@@ -28,22 +27,28 @@ from judge_assets.config import (
     db_path,
     split_csv,
 )
-from judge_assets.core.db import CONNECTION_CONFIG
+from judge_assets.core.db import CONNECTION_CONFIG, connect
 from judge_assets.core.scoring.llm_judge import JudgeConfig
 
 #: Every asset that writes the DuckDB file runs in this concurrency pool (limit 1 in the
 #: instance's dagster.yaml): DuckDB allows one writing process at a time.
 DB_POOL = "judge_duckdb"
+#: seconds an asset waits for another process's write lock on the database before failing
+DB_WAIT_S = 120.0
 
 
 class JudgeDuckDBResource(DuckDBResource):
-    """``DuckDBResource`` that creates the database's folder on first use (not at import)."""
+    """``DuckDBResource`` opening the project database with :func:`judge_assets.core.db.connect`:
+    the folder is created on first use (not at import), a writer of another process is waited for
+    with a clear message, and the connection is closed even when the asset fails."""
 
     @contextmanager
     def get_connection(self):
-        Path(self.database).parent.mkdir(parents=True, exist_ok=True)
-        with super().get_connection() as con:
+        con = connect(self.database, wait_s=DB_WAIT_S)
+        try:
             yield con
+        finally:
+            con.close()
 
 
 class PipelineResource(dg.ConfigurableResource):
