@@ -8,6 +8,7 @@ must complete — freeing the DuckDB write slot the dead run held and rebuilding
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -125,7 +126,7 @@ def test_ctrl_c_mid_run_stops_cleanly_without_a_traceback_and_the_next_run_compl
 
     assert code == 1, output
     assert "Traceback" not in output
-    assert "✗ consensus: interrupted" in output
+    assert re.search(r"✗ \w+: interrupted", output)  # the step that was running when Ctrl-C came
     assert "The run was interrupted;" in output and "run the same command again to finish" in output
     after = _cli(env, "run")
     assert after.returncode == 0, after.stdout + after.stderr
