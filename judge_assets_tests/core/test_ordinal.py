@@ -46,7 +46,7 @@ def test_weighted_median_takes_the_value_where_half_the_weight_is_reached():
     assert np.isnan(weighted_median(item, value, np.ones(5), 3)[2])  # an item without votes
 
 
-def _synthetic(seed: int, n_items: int = 400):
+def synthetic_likert(seed: int, n_items: int = 400):
     """Known true scores on 1..8; 6 annotators with noise sd 0.5 … 3 (rounded, clipped), 3–5 votes per item."""
     rng = np.random.default_rng(seed)
     truth = rng.integers(1, 9, n_items)
@@ -61,7 +61,7 @@ def _synthetic(seed: int, n_items: int = 400):
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_ordinal_consensus_is_closer_to_the_truth_than_the_class_consensus_and_ranks_annotators_by_noise(seed):
-    votes, truth, noise = _synthetic(seed)
+    votes, truth, noise = synthetic_likert(seed)
     result = ordinal_consensus(votes, LIKERT)
     items = result.items.set_index("item_id")
     mae_ordinal = np.mean(np.abs(items["ordinal_consensus"] - truth.loc[items.index]))
