@@ -1,0 +1,237 @@
+"""How well assertions agree with human grades (EvalGen, "Who Validates the Validators?", Shankar et al. 2024).
+
+Grades are human verdicts on single outputs, ``good`` or ``bad`` (``pass``/``fail`` work too),
+per criterion or overall. An assertion *fails* an output (:mod:`judge_assets.core.scoring.criteria`).
+For one assertion, over the outputs graded for its criterion (the overall grades when that
+criterion has none):
+
+=========================  ===============================================================
+column                     definition
+=========================  ===============================================================
+``coverage``               failed ∧ bad / bad — the share of bad outputs it catches
+``false_failure_rate``     failed ∧ good / good — the paper's definition, over GOOD outputs
+``failure_precision``      failed ∧ bad / failed — how often a failure is a real one
+``false_failure_share``    1 − failure_precision — the talk's reading of "false failure rate";
+                           it differs from the paper's whenever bad outputs are not half
+``alignment``              harmonic mean of coverage and 1 − false_failure_rate
+=========================  ===============================================================
+
+Intervals are 95%: Wilson for the three rates, a seeded percentile bootstrap for alignment.
+An output graded by several graders takes the majority of their latest grades (a tie counts as
+bad: a doubt is worth a look).
+
+Milestones: below ``min_graded`` graded outputs (default 20) a row carries the status
+``needs N more grades`` and no numbers; selection starts at ``select_at`` (default 50): per
+criterion the variant with the best alignment among those whose false failure rate is within
+``ffr_budget`` (default 0.2). The selected set fails an output if any selected assertion fails it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+BAD = ("bad", "fail", "failed", "no", "0", "false", "thumbs_down")
+GOOD = ("good", "pass", "passed", "yes", "1", "true", "thumbs_up")
+OVERALL = "overall"
+MIN_GRADED = 20
+SELECT_AT = 50
+FFR_BUDGET = 0.2
+DRIFT_MARGIN = 0.1
+REPORT_COLUMNS = [
+    "criterion", "assertion", "kind", "status", "n_graded", "n_bad", "n_good", "coverage", "coverage_low", "coverage_high",
+    "false_failure_rate", "ffr_low", "ffr_high", "failure_precision", "precision_low", "precision_high",
+    "false_failure_share", "alignment", "alignment_low", "alignment_high", "selected",
+]
+
+
+def is_bad(grade: pd.Series) -> pd.Series:
+    """``grade`` strings → True (bad) / False (good); anything else is a ValueError naming the value."""
+    text = grade.astype(str).str.strip().str.lower()
+    unknown = sorted(set(text[~text.isin(BAD + GOOD)]))
+    if unknown:
+        raise ValueError(f"grades must be good/bad (or pass/fail); got {unknown[:5]}")
+    return text.isin(BAD)
+
+
+def output_grades(grades: pd.DataFrame) -> pd.DataFrame:
+    """One grade per (output, criterion) from the graders' latest grades.
+
+    ``grades``: ``item_id``, ``grader``, ``criterion`` (NULL or ``overall`` = overall), ``grade``,
+    and an ordering column ``seq`` (later = larger): a newer grade by the same grader on the same
+    output and criterion replaces the earlier one. Returns ``item_id``, ``criterion``, ``bad``
+    (majority of graders; a tie is bad), ``n_graders``.
+    """
+    frame = grades.assign(criterion=grades["criterion"].fillna(OVERALL).replace("", OVERALL))
+    latest = frame.sort_values("seq").drop_duplicates(["item_id", "criterion", "grader"], keep="last")
+    latest = latest.assign(bad=is_bad(latest["grade"]))
+    grouped = latest.groupby(["item_id", "criterion"])["bad"].agg(["sum", "count"]).reset_index()
+    grouped["bad"] = grouped["sum"] * 2 >= grouped["count"]
+    return grouped.rename(columns={"count": "n_graders"})[["item_id", "criterion", "bad", "n_graders"]]
+
+
+def wilson(successes: float, n: float, z: float = 1.959964) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion (NaN, NaN when ``n == 0``)."""
+    if n <= 0:
+        return float("nan"), float("nan")
+    p = successes / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+def _alignment(failed: np.ndarray, bad: np.ndarray) -> float:
+    n_bad, n_good = bad.sum(), (~bad).sum()
+    if n_bad == 0 or n_good == 0:
+        return float("nan")
+    coverage = (failed & bad).sum() / n_bad
+    keep = 1.0 - (failed & ~bad).sum() / n_good
+    return float(2 * coverage * keep / (coverage + keep)) if coverage + keep > 0 else 0.0
+
+
+def assertion_metrics(failed: np.ndarray, bad: np.ndarray, *, n_boot: int = 500, seed: int = 0) -> dict[str, float]:
+    """The metrics of the module docstring for one assertion: ``failed``, ``bad`` bool, shape (n_outputs,)."""
+    failed, bad = np.asarray(failed, dtype=bool), np.asarray(bad, dtype=bool)
+    n_bad, n_good = int(bad.sum()), int((~bad).sum())
+    tp, fp = int((failed & bad).sum()), int((failed & ~bad).sum())
+    out: dict[str, float] = {"n_graded": len(bad), "n_bad": n_bad, "n_good": n_good}
+    out["coverage"] = tp / n_bad if n_bad else np.nan
+    out["coverage_low"], out["coverage_high"] = wilson(tp, n_bad)
+    out["false_failure_rate"] = fp / n_good if n_good else np.nan
+    out["ffr_low"], out["ffr_high"] = wilson(fp, n_good)
+    out["failure_precision"] = tp / (tp + fp) if tp + fp else np.nan
+    out["precision_low"], out["precision_high"] = wilson(tp, tp + fp)
+    out["false_failure_share"] = 1 - out["failure_precision"]
+    out["alignment"] = _alignment(failed, bad)
+    rng = np.random.default_rng(seed)
+    draws = [_alignment(failed[i], bad[i]) for i in (rng.integers(0, len(bad), len(bad)) for _ in range(n_boot))] if len(bad) else []
+    draws = np.asarray([d for d in draws if not np.isnan(d)])
+    out["alignment_low"], out["alignment_high"] = (
+        (float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))) if len(draws) else (np.nan, np.nan)
+    )
+    return out
+
+
+def _graded_for(criterion: str, graded: pd.DataFrame) -> pd.DataFrame:
+    own = graded[graded["criterion"] == criterion]
+    return own if len(own) else graded[graded["criterion"] == OVERALL]
+
+
+def alignment_report(
+    verdicts: pd.DataFrame,
+    graded: pd.DataFrame,
+    *,
+    min_graded: int = MIN_GRADED,
+    select_at: int = SELECT_AT,
+    ffr_budget: float = FFR_BUDGET,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The assertion report card and the selected set's totals.
+
+    ``verdicts``: ``item_id``, ``criterion``, ``assertion``, ``kind``, ``failed`` (one row per
+    output and assertion). ``graded``: :func:`output_grades`. Returns (report, selection):
+    ``report`` has :data:`REPORT_COLUMNS`, one row per assertion; ``selection`` one row per
+    criterion (``criterion``, ``selected_assertion``, ``alignment``, ``status``) plus a row
+    ``criterion = '(selected set)'`` with the set's ``coverage``/``false_failure_rate``/``alignment``
+    over the overall grades (or "bad on any criterion" when there are none).
+    """
+    rows = []
+    for (criterion, assertion), group in verdicts.groupby(["criterion", "assertion"], sort=True):
+        grades = _graded_for(criterion, graded).set_index("item_id")["bad"]
+        joined = group.set_index("item_id").join(grades, how="inner")
+        row = {"criterion": criterion, "assertion": assertion, "kind": group["kind"].iloc[0], "selected": False}
+        n = len(joined)
+        if n < min_graded:
+            rows.append({**row, "status": f"needs {min_graded - n} more grades", "n_graded": n})
+            continue
+        metrics = assertion_metrics(joined["failed"].to_numpy(bool), joined["bad"].to_numpy(bool))
+        rows.append({**row, **metrics, "status": "evaluated" if n < select_at else "eligible"})
+    report = pd.DataFrame(rows).reindex(columns=REPORT_COLUMNS)
+    selection = []
+    for criterion, group in report.groupby("criterion", sort=True):
+        eligible = group[(group["status"] == "eligible") & (group["false_failure_rate"] <= ffr_budget)]
+        if group["status"].str.startswith("needs").all():
+            status = group["status"].iloc[0]
+        elif (group["status"] == "evaluated").any() and not (group["status"] == "eligible").any():
+            status = f"selection starts at {select_at} grades"
+        elif eligible.empty:
+            status = f"no variant within the false failure budget {ffr_budget}"
+        else:
+            best = eligible.sort_values(["alignment", "coverage", "assertion"], ascending=[False, False, True]).iloc[0]
+            report.loc[best.name, "selected"] = True
+            selection.append({"criterion": criterion, "selected_assertion": best["assertion"], "alignment": best["alignment"], "status": "selected"})
+            continue
+        selection.append({"criterion": criterion, "selected_assertion": None, "alignment": np.nan, "status": status})
+    chosen = report[report["selected"]]
+    if len(chosen):
+        picked = verdicts.merge(chosen[["criterion", "assertion"]], on=["criterion", "assertion"])
+        set_failed = picked.groupby("item_id")["failed"].any()
+        overall = graded[graded["criterion"] == OVERALL]
+        truth = overall.set_index("item_id")["bad"] if len(overall) else graded.groupby("item_id")["bad"].any()
+        joined = truth.to_frame().join(set_failed.rename("failed"), how="inner")
+        metrics = assertion_metrics(joined["failed"].to_numpy(bool), joined["bad"].to_numpy(bool))
+        selection.append({"criterion": "(selected set)", "selected_assertion": ", ".join(chosen["assertion"]),
+                          "alignment": metrics["alignment"], "status": "selected", "coverage": metrics["coverage"],
+                          "false_failure_rate": metrics["false_failure_rate"]})
+    columns = ["criterion", "selected_assertion", "alignment", "status", "coverage", "false_failure_rate"]
+    return report, pd.DataFrame(selection).reindex(columns=columns)
+
+
+def alignment_history(
+    verdicts: pd.DataFrame, grades: pd.DataFrame, batch_order: list[str], *, drift_margin: float = DRIFT_MARGIN, **options
+) -> pd.DataFrame:
+    """One row per assertion per grading batch, using the grades up to and including that batch.
+
+    ``grades``: as for :func:`output_grades`, plus ``batch_id``; ``batch_order``: batch ids in
+    arrival order. Columns: ``batch_id``, ``batch_number``, the report columns, and per criterion
+    ``criterion_alignment`` (the best alignment among its variants at that batch) with
+    ``drift`` = True where it fell by more than ``drift_margin`` since the previous batch.
+    """
+    frames = []
+    for number, batch_id in enumerate(batch_order, start=1):
+        upto = grades[grades["batch_id"].isin(batch_order[:number])]
+        report, _ = alignment_report(verdicts, output_grades(upto), **options)
+        frames.append(report.assign(batch_id=batch_id, batch_number=number))
+    history = pd.concat(frames, ignore_index=True)
+    best = history.groupby(["criterion", "batch_number"])["alignment"].max().rename("criterion_alignment")
+    change = best.groupby(level="criterion").diff()
+    drift = (change < -drift_margin).rename("drift")
+    return history.join(best, on=["criterion", "batch_number"]).join(drift, on=["criterion", "batch_number"])
+
+
+def regrade_candidates(
+    graded_rows: pd.DataFrame, set_failed: pd.Series, texts: pd.Series, *, neighbours: int = 5, top: int = 50
+) -> pd.DataFrame:
+    """Earlier grades worth a second look: those that disagree with the selected assertions and
+    with later grades on similar outputs.
+
+    ``graded_rows``: one row per graded output (overall criterion) with ``item_id``, ``bad``,
+    ``batch_number`` (when it was graded). ``set_failed``: item_id → whether the selected set fails
+    it. ``texts``: item_id → the output text. ``score`` = ½·(the selected set disagrees with the
+    grade) + ½·(similarity-weighted share of the ``neighbours`` most similar outputs graded in LATER
+    batches whose grade differs; TF-IDF cosine). Returns the ``top`` rows by score: ``item_id``,
+    ``bad``, ``batch_number``, ``assertions_disagree``, ``later_neighbours_disagree``, ``score``.
+    """
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    rows = graded_rows.reset_index(drop=True)
+    text = texts.reindex(rows["item_id"]).fillna("").astype(str).to_numpy()
+    matrix = TfidfVectorizer(min_df=1).fit_transform(text) if len(rows) else None
+    disagree_set = (set_failed.reindex(rows["item_id"]).fillna(False).to_numpy(bool) != rows["bad"].to_numpy(bool)).astype(float)
+    later_share = np.zeros(len(rows))
+    if matrix is not None and matrix.shape[1]:
+        similarity = (matrix @ matrix.T).toarray()
+        batch = rows["batch_number"].to_numpy()
+        bad = rows["bad"].to_numpy(bool)
+        for i in range(len(rows)):
+            later = np.flatnonzero(batch > batch[i])
+            if not len(later):
+                continue
+            nearest = later[np.argsort(-similarity[i, later], kind="stable")[:neighbours]]
+            weight = similarity[i, nearest]
+            if weight.sum() > 0:
+                later_share[i] = float((weight * (bad[nearest] != bad[i])).sum() / weight.sum())
+    out = rows[["item_id", "bad", "batch_number"]].assign(
+        assertions_disagree=disagree_set.astype(bool), later_neighbours_disagree=later_share, score=0.5 * disagree_set + 0.5 * later_share
+    )
+    return out.sort_values(["score", "item_id"], ascending=[False, True]).head(top).reset_index(drop=True)
