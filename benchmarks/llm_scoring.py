@@ -28,6 +28,7 @@ import pandas as pd  # noqa: E402
 
 from judge_assets.core.scoring.llm_judge import (  # noqa: E402
     JudgeConfig,
+    default_judge,
     map_top_logprobs,
     render_messages,
     request_body,
@@ -49,12 +50,13 @@ def make_items(n_items: int) -> pd.DataFrame:
 def baseline(config: JudgeConfig, items: pd.DataFrame, n_prompts: int) -> float:
     """Calls/s of the sequential recipe over the first ``n_prompts`` prompts."""
     client = openai.OpenAI(base_url=config.base_url, api_key=config.api_key, timeout=config.timeout)
+    judge = default_judge()
     prompts = [(row, swapped) for row in items.to_dict("records") for swapped in (False, True)][:n_prompts]
     started = time.perf_counter()
     for row, swapped in prompts:
-        response = client.chat.completions.create(**request_body(config, render_messages(row, swapped)))
+        response = client.chat.completions.create(**request_body(config, judge, render_messages(row, swapped, judge)))
         top = response.choices[0].logprobs.content[0].top_logprobs
-        map_top_logprobs([{"token": t.token, "logprob": t.logprob} for t in top], swapped)
+        map_top_logprobs([{"token": t.token, "logprob": t.logprob} for t in top], judge, swapped)
     client.close()
     return len(prompts) / (time.perf_counter() - started)
 

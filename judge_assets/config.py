@@ -21,6 +21,8 @@ BUNDLED_DATA_DIR = PACKAGE_DIR / "data" / "mt_bench"
 BUNDLED_SOURCE = "bundled:mt_bench"
 DEFAULT_LLM_ANNOTATORS = ("gpt4_pair",)
 DEFAULT_MATRIX_MAX_ANNOTATORS = 1000
+DEFAULT_JUDGES_DIR = "judges"
+DEFAULT_PRIOR_JUDGE = "mean"
 LLM_MODES = ("online", "batch")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -103,10 +105,19 @@ class LLMSettings:
     timeout: float = 60.0
     swap: bool = True
     mode: str = "online"
+    judges_dir: Path = field(default_factory=lambda: resolve_path(DEFAULT_JUDGES_DIR))
+    judges: tuple[str, ...] = ()
+    panel: Path | None = None
+    prior_judge: str = DEFAULT_PRIOR_JUDGE
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """``model`` split at commas: the panel of the simple case (one shared endpoint)."""
+        return split_csv(self.model)
 
     @property
     def configured(self) -> bool:
-        return bool(self.base_url and self.model)
+        return bool(self.panel or (self.base_url and self.model))
 
 
 @dataclass(frozen=True)
@@ -142,6 +153,15 @@ def settings() -> Settings:
     - ``JUDGE_LLM_BASE_URL``, ``JUDGE_LLM_MODEL``: the LLM judge endpoint (unset = no LLM judge);
       ``JUDGE_LLM_API_KEY`` (else ``OPENAI_API_KEY``): its key; ``JUDGE_LLM_CONCURRENCY`` (16),
       ``JUDGE_LLM_TIMEOUT`` (seconds, 60), ``JUDGE_LLM_SWAP`` (on), ``JUDGE_LLM_MODE`` (online | batch).
+      ``JUDGE_LLM_MODEL=a,b`` asks several models at the same endpoint (a panel).
+    - ``JUDGE_JUDGES_DIR``: folder of judge files (``<name>.yaml``), default ``judges/``; the
+      built-in judges (``judge_assets/judges/``) are found too.
+    - ``JUDGE_JUDGES``: comma-separated judge names to run (default: ``mt-bench-pairwise``).
+    - ``JUDGE_PANEL``: a YAML file listing the panel's models, each with its own ``base_url``,
+      ``api_key_var`` (the key's variable NAME) and optional prices per million tokens
+      (default: the models of ``JUDGE_LLM_MODEL`` at ``JUDGE_LLM_BASE_URL``).
+    - ``JUDGE_PRIOR_JUDGE``: which ``<judge>:<model>`` feeds the model prior, or ``mean`` (default:
+      the mean of the panel's judges whose verdicts are labels of the class set).
     - ``JUDGE_SQL_MEMORY_LIMIT``: memory cap of a ``judge-assets sql`` query, a DuckDB size such as
       ``1GB`` (default) or ``512MB``.
     - ``JUDGE_SQL_TIMEOUT``: seconds after which a ``judge-assets sql`` query is stopped (default: no
@@ -168,6 +188,10 @@ def settings() -> Settings:
             timeout=parse_positive("JUDGE_LLM_TIMEOUT", env.get("JUDGE_LLM_TIMEOUT"), 60.0, float),
             swap=parse_flag("JUDGE_LLM_SWAP", env.get("JUDGE_LLM_SWAP"), True),
             mode=parse_mode("JUDGE_LLM_MODE", env.get("JUDGE_LLM_MODE")),
+            judges_dir=resolve_path(env.get("JUDGE_JUDGES_DIR") or DEFAULT_JUDGES_DIR),
+            judges=split_csv(env.get("JUDGE_JUDGES")),
+            panel=resolve_path(env["JUDGE_PANEL"]) if env.get("JUDGE_PANEL", "").strip() else None,
+            prior_judge=env.get("JUDGE_PRIOR_JUDGE", "").strip() or DEFAULT_PRIOR_JUDGE,
         ),
         sql_memory_limit=env.get("JUDGE_SQL_MEMORY_LIMIT", "").strip() or Settings.sql_memory_limit,
         sql_timeout=parse_positive("JUDGE_SQL_TIMEOUT", env.get("JUDGE_SQL_TIMEOUT"), None, float),

@@ -65,6 +65,10 @@ class FakeSettings:
     ``max_prompt_words`` / ``context_status`` (longer prompts get a context-length error);
     ``hang_s`` (every request waits this long, or until the server stops, before answering);
     ``batch_api`` (False: no files/batches routes).
+
+    ``answer_tokens``: for judges other than the A/B/C pairwise one — when the system message
+    contains a key, the first-token candidates are that key's tokens, each with the logit
+    ``3 * unit(token, user message)`` (deterministic per prompt), e.g. ``{"Reply Y or N": ("Y", "N")}``.
     """
 
     latency_s: float = 0.0
@@ -85,6 +89,7 @@ class FakeSettings:
     context_status: int = 400
     hang_s: float = 0.0
     batch_api: bool = True
+    answer_tokens: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass
@@ -112,6 +117,15 @@ def judge_logprobs(messages: list[dict], settings: FakeSettings, n: int) -> list
     if NO_LABEL_MARKER in prompt:
         return [{"token": t, "logprob": math.log(p)} for t, p in (("The", 0.6), ("I", 0.3), ("**", 0.1))][:n]
     user = messages[-1]["content"]
+    system = messages[0]["content"] if messages and messages[0].get("role") == "system" else ""
+    tokens = next((t for key, t in settings.answer_tokens.items() if key in system), None)
+    if tokens is not None:
+        label_mass = 1.0 - settings.other_mass
+        logits = {t: 3 * _unit("answer", t, user) for t in tokens}
+        z = sum(math.exp(v) for v in logits.values())
+        candidates = [(t, label_mass * math.exp(v) / z) for t, v in logits.items()] + [("The", settings.other_mass)]
+        candidates.sort(key=lambda c: -c[1])
+        return [{"token": t, "logprob": math.log(p), "bytes": list(t.encode())} for t, p in candidates[:n]]
     if FIRST_MARKER in user and SECOND_MARKER in user:
         first = user.split(FIRST_MARKER, 1)[1].split("\n\n[", 1)[0]
         second = user.split(SECOND_MARKER, 1)[1].rsplit("\n\n", 1)[0]

@@ -5,104 +5,199 @@ import time
 import dagster as dg
 import pandas as pd
 
-from judge_assets.core.db import replace_table
-from judge_assets.core.scoring.llm_judge import SCORE_COLUMNS, EndpointError, first_position_preference, score_items
-from judge_assets.core.scoring.prior import build_model_probs, count_items_without_text, prior_training_labels
+from judge_assets.core.db import quote_ident, replace_table, replace_tables, table_columns
 from judge_assets.core.labels import stored_label_set
+from judge_assets.core.scoring.llm_judge import (
+    SCORE_COLUMNS,
+    EndpointError,
+    JudgeSpecError,
+    MissingColumnError,
+    check_columns,
+    first_position_preference,
+    label_probs_long,
+    score_items,
+)
+from judge_assets.core.scoring.prior import build_model_probs, count_items_without_text, prior_training_labels
 from judge_assets.core.validation import validate_llm_scores, validate_probabilities
-from judge_assets.defs.metadata import asset_check_result, table_metadata
-from judge_assets.defs.resources import DB_POOL, JudgeDuckDBResource, LLMJudgeResource
+from judge_assets.core.votes.judgments import ITEM_COLUMNS
+from judge_assets.defs.metadata import asset_check_result, frame_markdown, table_metadata
+from judge_assets.defs.resources import JudgeDuckDBResource, LLMJudgeResource
+from judge_assets.defs.tables import table_asset, tables_asset
+
+GROUP = "scoring"
 
 SCORER_NOTES = {
-    "llm_logprobs": "LLM judge: swap-averaged first-token logprobs from the configured endpoint",
+    "llm_logprobs": "LLM judge panel: first-token logprobs (pairwise: swap-averaged) of the judge(s) named in prior_judge",
     "oof_classifier": "NOT an LLM: out-of-fold logistic regression on item features (model identities, answer "
     "lengths, TF-IDF, category), trained on human majority votes (cleanlab's cross-validated pred_probs recipe)",
     "uniform": "uniform 1/K (nothing to train on)",
 }
 
 
-@dg.asset(
-    deps=["items"],
-    group_name="scoring",
-    kinds={"duckdb", "openai"},
-    pool=DB_POOL,
-    description="Per item P(A), P(B), P(tie) from the LLM judge's first-token logprobs, both answer orders, cached "
-    "in llm_score_cache. Empty when no endpoint is configured (JUDGE_LLM_BASE_URL / JUDGE_LLM_MODEL). Fails (and so "
-    "stops model_probs from silently using the classifier prior) when the configured endpoint cannot be used: wrong "
-    "key, URL or model, unreachable, hanging, failing every request.",
+SCORES_DESCRIPTION = (
+    "One row per (item, judge, model): the LLM judge panel's verdict from first-token logprobs — status, predicted "
+    "label, verdict (A/B/tie for pairwise judges), expected score (ordinal judges), position consistency, per-order "
+    "pairwise probabilities, cost — cached in llm_score_cache. Judges are files (JUDGE_JUDGES, JUDGE_JUDGES_DIR); "
+    "models are JUDGE_LLM_MODEL (comma-separated) or JUDGE_PANEL. Empty when no endpoint is configured. Fails (and "
+    "so stops model_probs from silently using the classifier prior) when a judge file is malformed, a judge needs a "
+    "column the data lacks (before any call), or the configured endpoint cannot be used."
 )
-def llm_judge_scores(context: dg.AssetExecutionContext, duckdb: JudgeDuckDBResource, llm_judge: LLMJudgeResource) -> dg.MaterializeResult:
+PROBS_DESCRIPTION = "One row per (item, judge, model, label): the judge's label probability p over its own label set."
+
+
+def _empty_scores() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=_dtype(c)) for c in SCORE_COLUMNS})
+
+
+@tables_asset(
+    GROUP,
+    {"llm_judge_scores": (["items"], SCORES_DESCRIPTION), "llm_judge_probs": (["items"], PROBS_DESCRIPTION)},
+    kinds=("duckdb", "openai"),
+)
+def llm_judge_scores(context: dg.AssetExecutionContext, duckdb: JudgeDuckDBResource, llm_judge: LLMJudgeResource):
     with duckdb.get_connection() as con:
         if not llm_judge.is_configured:
-            replace_table(con, "llm_judge_scores", pd.DataFrame({c: pd.Series(dtype=_dtype(c)) for c in SCORE_COLUMNS}))
-            context.log.info("no LLM endpoint configured (JUDGE_LLM_BASE_URL, JUDGE_LLM_MODEL): no calls made")
-            return dg.MaterializeResult(metadata={"dagster/row_count": 0, "status": "no endpoint configured: no calls made"})
+            replace_tables(con, {"llm_judge_scores": _empty_scores(), "llm_judge_probs": label_probs_long(_empty_scores().assign(label_probs=None))})
+            context.log.info("no LLM endpoint configured (JUDGE_LLM_BASE_URL, JUDGE_LLM_MODEL or JUDGE_PANEL): no calls made")
+            note = {"dagster/row_count": 0, "status": "no endpoint configured: no calls made"}
+            yield dg.MaterializeResult(asset_key="llm_judge_scores", metadata=note)
+            yield dg.MaterializeResult(asset_key="llm_judge_probs", metadata=note)
+            return
         items = con.execute("SELECT * FROM items ORDER BY item_id").df()
-        last = [0.0]
+        sources = [r[0] for r in con.execute("SELECT DISTINCT source FROM raw_judgments ORDER BY 1").fetchall()]
+        data = "the data (" + ", ".join(sources[:3]) + (", …" if len(sources) > 3 else "") + ")"
+        try:  # every judge file and every column it needs, before any call
+            judges = llm_judge.judge_specs()
+            for judge in judges:
+                check_columns(items, judge, data)
+        except (JudgeSpecError, MissingColumnError) as exc:
+            raise dg.Failure(description=str(exc)) from None
+        configs = llm_judge.to_configs()
+        frames, per_annotator, totals = [], [], {}
+        for config in configs:
+            for judge in judges:
+                annotator = f"{judge.name}:{config.model}"
+                last = [0.0]
 
-        def progress(done: int, total: int) -> None:
-            if done == total or time.monotonic() - last[0] > 5:
-                last[0] = time.monotonic()
-                context.log.info(f"LLM judge: {done}/{total} requests done")
+                def progress(done: int, total: int, annotator: str = annotator) -> None:
+                    if done == total or time.monotonic() - last[0] > 5:
+                        last[0] = time.monotonic()
+                        context.log.info(f"LLM judge {annotator}: {done}/{total} requests done")
 
-        config = llm_judge.to_config()
-        try:
-            scores, stats = score_items(con, items, config, progress)
-        except EndpointError as exc:  # the message names the host and the server's words, never a secret
-            raise dg.Failure(
-                description=str(exc),
-                metadata={
-                    "stopped_by": exc.reason,
-                    "endpoint_host": config.endpoint_host,
-                    "calls_made": exc.stats.calls_made,
-                    "failures_by_reason": dg.MetadataValue.json(exc.stats.failures),
-                },
-            ) from None
-        replace_table(con, "llm_judge_scores", scores)
+                try:
+                    scores, stats = score_items(con, items, config, progress, judge)
+                except EndpointError as exc:  # the message names the host and the server's words, never a secret
+                    raise dg.Failure(
+                        description=str(exc),
+                        metadata={
+                            "stopped_by": exc.reason,
+                            "annotator": annotator,
+                            "endpoint_host": config.endpoint_host,
+                            "calls_made": exc.stats.calls_made,
+                            "failures_by_reason": dg.MetadataValue.json(exc.stats.failures),
+                        },
+                    ) from None
+                context.log.info(f"LLM judge {annotator}: {stats.as_dict()}")
+                frames.append(scores)
+                for key, value in stats.as_dict().items():
+                    if isinstance(value, (int, float)) and key != "calls_per_s":
+                        totals[key] = totals.get(key, 0) + value
+                for reason, n in stats.failures.items():
+                    totals.setdefault("failures", {})[reason] = totals.get("failures", {}).get(reason, 0) + n
+                pairwise = scores[scores["shape"] == "pairwise"]
+                per_annotator.append({
+                    "annotator": annotator, "file": judge.source, "endpoint_host": config.endpoint_host,
+                    "items_sent": int((~scores["status"].str.startswith("skipped")).sum()),
+                    "ok": int((scores["status"] == "ok").sum()), "calls_made": stats.calls_made, "cache_hits": stats.cache_hits,
+                    "first_position_preference": first_position_preference(pairwise) if len(pairwise) else None,
+                })
+        scores = pd.concat(frames, ignore_index=True)
+        probs = label_probs_long(scores)
+        replace_tables(con, {"llm_judge_scores": scores.drop(columns="label_probs"), "llm_judge_probs": probs})
         status = scores["status"].value_counts().to_dict()
-        context.log.info(f"LLM judge: {stats.as_dict()}")
-        return dg.MaterializeResult(
+        panel = pd.DataFrame(per_annotator)
+        first = panel["first_position_preference"].dropna()
+        yield dg.MaterializeResult(
+            asset_key="llm_judge_scores",
             metadata={
                 **table_metadata(con, "llm_judge_scores"),
-                **{k: v for k, v in stats.as_dict().items() if isinstance(v, (int, float, str))},
-                "failures_by_reason": dg.MetadataValue.json(stats.failures),
+                **{k: v for k, v in totals.items() if k != "failures"},
+                "mode": configs[0].mode,
+                "failures_by_reason": dg.MetadataValue.json(totals.get("failures", {})),
                 "status_counts": dg.MetadataValue.json({str(k): int(v) for k, v in status.items()}),
-                "first_position_preference": float(first_position_preference(scores)),
-                "model": config.model,
-                "endpoint_host": config.endpoint_host,
-            }
+                "first_position_preference": float(first.mean()) if len(first) else float("nan"),
+                "panel": dg.MetadataValue.md(frame_markdown(panel, 50)),
+                "judges": ", ".join(j.name for j in judges),
+                "models": ", ".join(c.model for c in configs),
+                "endpoint_hosts": ", ".join(sorted({c.endpoint_host for c in configs})),
+            },
         )
+        yield dg.MaterializeResult(asset_key="llm_judge_probs", metadata=table_metadata(con, "llm_judge_probs"))
 
 
 def _dtype(column: str) -> str:
-    return "object" if column in ("item_id", "model", "prompt_version", "status") else "float64"
+    if column in ("n_requests", "n_answers", "n_orders", "attempts", "prompt_tokens", "completion_tokens"):
+        return "int64"
+    text = ("item_id", "judge", "model", "annotator", "shape", "endpoint_host", "status", "predicted_label", "verdict",
+            "verdict_labels", "longer_output")
+    return "object" if column in text else "float64"
 
 
-@dg.asset_check(asset="llm_judge_scores", blocking=True, description="GX: every item covered; scored rows sum to 1 ± 1e-6, values in [0, 1], label_mass in (0, 1].")
+@dg.asset_check(
+    asset="llm_judge_scores",
+    blocking=True,
+    description="GX, per judge and model: every item has a row; scored pairwise rows' P(A), P(B), P(tie) sum to 1 ± 1e-6, "
+    "values in [0, 1], label_mass in (0, 1]; every item's label probabilities in llm_judge_probs sum to 1 ± 1e-6.",
+)
 def llm_judge_scores_valid(duckdb: JudgeDuckDBResource) -> dg.AssetCheckResult:
     with duckdb.get_connection() as con:
         scores = con.execute("SELECT * FROM llm_judge_scores").df()
         item_ids = con.execute("SELECT item_id FROM items").df()["item_id"]
+        bad_sums = con.execute(
+            "SELECT annotator, item_id, sum(p) AS total FROM llm_judge_probs GROUP BY ALL HAVING abs(sum(p) - 1) > 1e-6 LIMIT 5"
+        ).fetchall()
     if scores.empty:
         return dg.AssetCheckResult(passed=True, metadata={"summary": "no LLM endpoint configured: nothing to validate"})
-    return asset_check_result(validate_llm_scores(scores, item_ids))
+    results = {}
+    for annotator, frame in scores.groupby("annotator"):
+        pairwise = frame["shape"].eq("pairwise").all()
+        checked = frame if pairwise else frame.assign(status="not_pairwise")  # coverage only
+        results[annotator] = asset_check_result(validate_llm_scores(checked, item_ids))
+    passed = all(r.passed for r in results.values()) and not bad_sums
+    return dg.AssetCheckResult(
+        passed=passed,
+        metadata={
+            "failed_annotators": dg.MetadataValue.json(sorted(a for a, r in results.items() if not r.passed)),
+            "label_probs_not_summing_to_1": dg.MetadataValue.json([list(map(str, r)) for r in bad_sums]),
+        },
+    )
 
 
-@dg.asset(
-    deps=["items", "judgments", "label_set", "llm_judge_scores"],
-    group_name="scoring",
-    kinds={"duckdb", "scikit-learn"},
-    pool=DB_POOL,
-    description="The model prior CROWDLAB consumes: p_<label> per item and the scorer it came from — LLM logprob scores "
-    "where they exist, else an out-of-fold classifier (not an LLM).",
+@table_asset(
+    GROUP,
+    deps=["items", "judgments", "label_set", "llm_judge_scores", "llm_judge_probs"],
+    kinds=("duckdb", "scikit-learn"),
+    description="The model prior CROWDLAB consumes: p_<label> per item and the scorer it came from — the LLM judge "
+    "panel's probabilities where they exist (one <judge>:<model>, or the panel mean: JUDGE_PRIOR_JUDGE), else an "
+    "out-of-fold classifier (not an LLM).",
 )
-def model_probs(context: dg.AssetExecutionContext, duckdb: JudgeDuckDBResource) -> dg.MaterializeResult:
+def model_probs(context: dg.AssetExecutionContext, duckdb: JudgeDuckDBResource, llm_judge: LLMJudgeResource) -> dg.MaterializeResult:
     with duckdb.get_connection() as con:
         classes = stored_label_set(con).labels
-        items = con.execute("SELECT * FROM items ORDER BY item_id").df()
+        present = table_columns(con, "items")  # the item's own columns: never extra source columns (e.g. a gold label)
+        columns = ", ".join(quote_ident(c) for c in ITEM_COLUMNS if c in present)
+        items = con.execute(f"SELECT {columns} FROM items ORDER BY item_id").df()
         judgments = con.execute("SELECT item_id, annotator, annotator_kind, label FROM judgments").df()
         llm = con.execute("SELECT * FROM llm_judge_scores").df()
-        probs = build_model_probs(items, prior_training_labels(judgments, classes), llm, classes)
+        llm_probs = con.execute("SELECT * FROM llm_judge_probs").df()
+        try:
+            probs = build_model_probs(
+                items, prior_training_labels(judgments, classes), llm, classes, llm_probs=llm_probs, prior_judge=llm_judge.prior_judge
+            )
+        except ValueError as exc:  # an unknown JUDGE_PRIOR_JUDGE
+            raise dg.Failure(description=f"JUDGE_PRIOR_JUDGE={llm_judge.prior_judge!r}: {exc}") from None
+        voters = sorted(llm.loc[(llm["status"] == "ok") & [set(v) <= set(classes) for v in llm["verdict_labels"]], "annotator"].unique()) if len(llm) else []
+        prior_from = llm_judge.prior_judge if llm_judge.prior_judge != "mean" else f"mean of {', '.join(voters) or 'no LLM judge'}"
         replace_table(con, "model_probs", probs)
         scorers = probs["scorer"].value_counts().to_dict()
         textless = count_items_without_text(items)
@@ -116,6 +211,7 @@ def model_probs(context: dg.AssetExecutionContext, duckdb: JudgeDuckDBResource) 
                 "scorer_counts": dg.MetadataValue.json({str(k): int(v) for k, v in scorers.items()}),
                 "items_without_text": textless,
                 "scorers": dg.MetadataValue.md("\n".join(notes)),
+                "llm_prior_from": prior_from,
             }
         )
 

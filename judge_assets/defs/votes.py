@@ -1,4 +1,9 @@
-"""Group ``votes``: votes (``judgments``), the class set, the items judged, and the item × annotator matrix."""
+"""Group ``votes``: the items judged (from the raw votes), votes (``judgments``: the raw votes plus the LLM
+judge panel's verdicts), the class set, and the item × annotator matrix.
+
+Graph: raw_judgments → items → llm_judge_scores → judgments → model_probs / consensus: ``items`` and
+``judgments`` share the canonical-vote SQL (``core.votes.judgments.canonical_votes_sql``), so putting the
+panel's verdicts into ``judgments`` makes no cycle."""
 
 import dagster as dg
 
@@ -15,9 +20,10 @@ GROUP = "votes"
     GROUP,
     {
         "judgments": (
-            ["raw_judgments", "mt_bench_questions"],
+            ["raw_judgments", "mt_bench_questions", "items", "llm_judge_scores"],
             "One row per (item, annotator) vote; pairs in canonical order, winners flipped to match, "
-            "repeated votes resolved (the last one counts).",
+            "repeated votes resolved (the last one counts); plus one vote per item by each LLM panel judge "
+            "<judge>:<model> whose verdict labels are labels of the class set (annotator_kind llm).",
         ),
         "label_set": (["raw_judgments"], "The class set and its integer codes (pairwise: A=0, B=1, tie=2)."),
     },
@@ -43,6 +49,11 @@ def judgments(context: dg.AssetExecutionContext, duckdb: JudgeDuckDBResource, pi
                 "duplicates_resolved": dg.MetadataValue.int(summary.duplicates_dropped),
                 "flipped_to_canonical_order": summary.flipped,
                 "tie_votes": summary.ties,
+                "llm_panel_votes": summary.panel_votes,
+                "llm_panel_voters": ", ".join(summary.panel_voters) or "none",
+                "llm_panel_scores_only": ", ".join(summary.scores_only) or "none",
+                "llm_panel_note": "LLM panel judges whose verdict labels are not labels of the class set are stored as "
+                "scores (llm_judge_scores, llm_judge_probs), not votes",
                 "by_annotator_kind": dg.MetadataValue.md(
                     "| kind | votes | annotators | items |\n|---|---|---|---|\n"
                     + "\n".join(f"| {k} | {v} | {a} | {i} |" for k, v, a, i in by_kind)
@@ -54,12 +65,13 @@ def judgments(context: dg.AssetExecutionContext, duckdb: JudgeDuckDBResource, pi
 
 @table_asset(
     GROUP,
-    deps=["judgments"],
-    description="One row per item: question, turn, canonical model pair, category, and the texts a judge reads.",
+    deps=["raw_judgments", "mt_bench_questions"],
+    description="One row per item (from the raw votes): question, turn, canonical model pair, category, the texts a "
+    "judge reads (user_turns, answers_a/answers_b, response, reference, criterion) and every extra source column.",
 )
-def items(duckdb: JudgeDuckDBResource) -> dg.MaterializeResult:
+def items(duckdb: JudgeDuckDBResource, pipeline: PipelineResource) -> dg.MaterializeResult:
     with duckdb.get_connection() as con:
-        n = build_items(con)
+        n = build_items(con, pipeline.llm_annotator_names)
         human = con.execute("SELECT count(*) FILTER (WHERE n_human_votes > 0) FROM items").fetchone()[0]
         return dg.MaterializeResult(metadata={**table_metadata(con, "items", preview_rows=5), "items": n, "human_judged_items": human})
 

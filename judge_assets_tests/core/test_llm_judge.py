@@ -16,11 +16,11 @@ import pytest
 from judge_assets.core.scoring.llm_judge import (
     CACHE_TABLE,
     OPEN_BATCHES_TABLE,
-    PROMPT_VERSION,
     SCORE_COLUMNS,
     EndpointError,
     JudgeConfig,
     combine_orders,
+    default_judge,
     first_position_preference,
     map_top_logprobs,
     render_messages,
@@ -113,9 +113,9 @@ def test_render_messages_on_real_items_rows(mt_bench_db_template):
     ],
 )
 def test_map_top_logprobs_sums_label_tokens(tokens, swapped, expected):
-    score = map_top_logprobs([{"token": t, "logprob": math.log(p)} for t, p in tokens], swapped)
+    score = map_top_logprobs([{"token": t, "logprob": math.log(p)} for t, p in tokens], default_judge(), swapped)
     assert score.status == "ok"
-    assert (score.p_a, score.p_b, score.p_tie) == pytest.approx(expected)
+    assert score.probs == pytest.approx(expected)  # A, B, tie
     assert score.label_mass == pytest.approx(1.0)
 
 
@@ -123,15 +123,15 @@ def test_map_top_logprobs_normalizes_and_reports_label_mass():
     score = map_top_logprobs(
         [{"token": "A", "logprob": math.log(0.3)}, {"token": "The", "logprob": math.log(0.5)},
          {"token": "B", "logprob": math.log(0.1)}],
-        swapped=False,
+        default_judge(),
     )
     assert score.label_mass == pytest.approx(0.4)
-    assert (score.p_a, score.p_b, score.p_tie) == pytest.approx((0.75, 0.25, 0.0))
+    assert score.probs == pytest.approx((0.75, 0.25, 0.0))
 
 
 def test_map_top_logprobs_without_label_token_is_not_a_uniform_guess():
-    score = map_top_logprobs([{"token": "The", "logprob": -0.1}, {"token": "Answer", "logprob": -2.0}], False)
-    assert score.status == "no_label_token" and score.label_mass == 0.0 and math.isnan(score.p_a)
+    score = map_top_logprobs([{"token": "The", "logprob": -0.1}, {"token": "Answer", "logprob": -2.0}], default_judge())
+    assert score.status == "no_label_token" and score.label_mass == 0.0 and score.probs is None
 
 
 # ---------------------------------------------------------------------------- order combination
@@ -144,13 +144,11 @@ def test_combine_orders_averages_and_measures_consistency():
             "swapped": [False, True] * 3,
             "status": ["ok", "ok", "ok", "error", "no_label_token", "no_label_token"],
             "error": [None, None, None, "timeout", None, None],
-            "p_a": [0.8, 0.4, 0.5, None, None, None],
-            "p_b": [0.2, 0.4, 0.5, None, None, None],
-            "p_tie": [0.0, 0.2, 0.0, None, None, None],
+            "probs": [(0.8, 0.2, 0.0), (0.4, 0.4, 0.2), (0.5, 0.5, 0.0), None, None, None],
             "label_mass": [1.0, 0.8, 0.9, None, 0.0, 0.0],
         }
     )
-    out = combine_orders(per_order).set_index("item_id")
+    out = combine_orders(per_order, default_judge()).set_index("item_id")
     assert out.loc["i1", ["p_a", "p_b", "p_tie"]].tolist() == pytest.approx([0.6, 0.3, 0.1])
     assert out.loc["i1", "position_consistency"] == pytest.approx(0.6)  # 1 - TV distance 0.4
     assert out.loc["i1", "label_mass"] == pytest.approx(0.9)
@@ -178,13 +176,14 @@ def test_every_item_scored_in_both_orders_then_fully_cached(fake_openai, tmp_pat
     scores, stats = score_items(db, items, config(fake_openai), progress=lambda d, t: seen.append((d, t)))
 
     assert fake_openai.count("chat") == 24 and stats.calls_made == 24 and stats.cache_hits == 0
-    assert list(scores.columns) == list(SCORE_COLUMNS)
+    assert list(scores.columns) == [*SCORE_COLUMNS, "label_probs"]
     assert scores["item_id"].tolist() == items["item_id"].tolist()
     assert (scores["status"] == "ok").all() and (scores["n_orders"] == 2).all()
     assert np.allclose(scores[["p_a", "p_b", "p_tie"]].sum(axis=1), 1.0)
     # The fake judge has no position bias: mapped back, both orders agree exactly.
     assert np.allclose(scores["p_a_ab"], scores["p_a_ba"]) and np.allclose(scores["position_consistency"], 1.0)
-    assert (scores["prompt_version"] == PROMPT_VERSION).all() and (scores["model"] == "judge-1").all()
+    assert (scores["judge"] == "mt-bench-pairwise").all() and (scores["model"] == "judge-1").all()
+    assert (scores["annotator"] == "mt-bench-pairwise:judge-1").all() and (scores["n_requests"] == 2).all()
     assert seen[-1] == (24, 24) and [d for d, _ in seen] == sorted(d for d, _ in seen)
     rows = cache(db)
     assert len(rows) == 24 and set(rows["swapped"]) == {False, True} and (rows["status"] == "ok").all()
@@ -229,6 +228,7 @@ def test_no_label_token_is_recorded_not_guessed_and_not_retried(fake_openai, tmp
     scores, stats = score_items(db, items, config(fake_openai))
     assert scores["status"].tolist() == ["ok", "no_label_token", "ok"]
     assert scores.loc[1, ["p_a", "p_b", "p_tie"]].isna().all() and scores.loc[1, "n_orders"] == 0
+    assert scores.loc[1, "predicted_label"] is None and scores.loc[1, "n_answers"] == 2
     assert stats.failures == {} and stats.calls_made == 6
     fake_openai.reset_counts()
     score_items(db, items, config(fake_openai))
@@ -344,8 +344,11 @@ def test_bad_inputs_fail_with_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="base_url must be an http"):
         JudgeConfig(base_url="127.0.0.1:1", model="m")
     cfg = JudgeConfig(base_url="http://127.0.0.1:1/v1", model="m")
-    with pytest.raises(ValueError, match=r"missing column\(s\) \['answers_b'\]"):
-        score_items(tmp_path / "j.duckdb", make_items(2).drop(columns="answers_b"), cfg)
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['item_id'\]"):
+        score_items(tmp_path / "j.duckdb", make_items(2).drop(columns="item_id"), cfg)
+    # a pairwise judge is not sent for items without two outputs (and so needs no endpoint here)
+    skipped, stats = score_items(tmp_path / "j.duckdb", make_items(2).drop(columns="answers_b"), cfg)
+    assert skipped["status"].tolist() == ["skipped:response_b"] * 2 and stats.requests == 0
     with pytest.raises(ValueError, match="duplicate item_id"):
         score_items(tmp_path / "j.duckdb", pd.concat([make_items(2), make_items(1)]), cfg)
 
@@ -366,7 +369,7 @@ def test_resource_reads_env_and_hides_the_key(monkeypatch, fake_openai, tmp_path
     @dg.asset
     def judged(llm: LLMJudgeResource) -> dg.MaterializeResult:
         assert llm.is_configured and KEY not in repr(llm)
-        cfg = llm.to_config()
+        [cfg] = llm.to_configs()
         assert (cfg.api_key, cfg.concurrency, cfg.swap, cfg.mode) == (KEY, 4, True, "online")
         scores, stats = score_items(tmp_path / "j.duckdb", make_items(3), cfg)
         return dg.MaterializeResult(metadata={"ok": int((scores["status"] == "ok").sum()), **stats.as_dict()})
@@ -385,13 +388,13 @@ def test_resource_unconfigured_and_bad_env(monkeypatch):
     resource = project_resources()["llm_judge"]
     assert not resource.is_configured
     with pytest.raises(ValueError, match="set JUDGE_LLM_BASE_URL and JUDGE_LLM_MODEL"):
-        resource.to_config()
+        resource.to_configs()
 
     seen = {}
 
     @dg.asset
     def judged(llm: LLMJudgeResource) -> None:
-        cfg = llm.to_config()
+        [cfg] = llm.to_configs()
         seen.update(swap=cfg.swap, mode=cfg.mode)
 
     monkeypatch.setenv("JUDGE_LLM_BASE_URL", "http://127.0.0.1:9/v1")
@@ -568,11 +571,11 @@ def test_combine_orders_uses_a_scored_order_when_the_other_was_rejected():
             "item_id": ["i1", "i1", "i2", "i2"], "swapped": [False, True] * 2,
             "status": ["ok", "rejected", "rejected", "rejected"],
             "error": [None, "context_overflow", "context_overflow", "context_overflow"],
-            "p_a": [0.8, None, None, None], "p_b": [0.2, None, None, None], "p_tie": [0.0, None, None, None],
+            "probs": [(0.8, 0.2, 0.0), None, None, None],
             "label_mass": [1.0, None, None, None],
         }
     )
-    out = combine_orders(per_order)
+    out = combine_orders(per_order, default_judge())
     assert out["status"].tolist() == ["ok", "rejected:context_overflow"] and out["n_orders"].tolist() == [1, 0]
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from judge_assets.core.reports.report_card import REPORT_COLUMNS, fastchat_agreement, judge_metrics, judge_report_card, logprob_judge_votes
+from judge_assets.core.reports.report_card import REPORT_COLUMNS, fastchat_agreement, judge_metrics, judge_report_card
 from judge_assets_tests.core.consensus_fixtures import mt_bench_judgments
 
 CLASSES = ("A", "B", "tie")
@@ -93,40 +93,59 @@ def test_pass_fail_coverage_and_false_failure_rate():
     assert metric(table, "false_failure_rate") == pytest.approx(1 / 2)
 
 
-def test_report_card_scores_judges_and_the_logprob_scorer():
+def panel_scores(**columns) -> pd.DataFrame:
+    """``llm_judge_scores`` rows of one pairwise panel judge ``pw:m1`` on items i1..i3."""
+    base = {
+        "item_id": ["i1", "i2", "i3"], "judge": "pw", "model": "m1", "annotator": "pw:m1", "shape": "pairwise",
+        "status": ["ok", "ok", "error:timeout"], "verdict": ["B", "tie", None], "verdict_labels": [["A", "B", "tie"]] * 3,
+        # order ab: B, tie, -; order ba: B (= the first-shown output), tie, -
+        "p_a_ab": [0.1, 0.2, np.nan], "p_b_ab": [0.8, 0.1, np.nan], "p_tie_ab": [0.1, 0.7, np.nan],
+        "p_a_ba": [0.1, 0.2, np.nan], "p_b_ba": [0.8, 0.1, np.nan], "p_tie_ba": [0.1, 0.7, np.nan],
+        "longer_output": ["B", "A", "A"], "n_requests": 2, "n_answers": [2, 2, 1], "n_orders": [2, 1, 0],
+        "attempts": [2, 2, 3], "prompt_tokens": [100, 100, 50], "completion_tokens": [2, 2, 1],
+        "latency_s": [0.5, 0.5, 1.0], "cost_usd": [0.001, 0.001, 0.0005],
+    }
+    return pd.DataFrame({**base, **columns})
+
+
+def test_report_card_scores_judges_and_the_panel_leaderboard():
     votes = tiny_votes().assign(annotator_kind=lambda f: np.where(f["annotator"] == "judge", "llm", "human"))
-    consensus = pd.DataFrame({"item_id": ["i1", "i2"], "human_consensus_label": ["A", "tie"]})
-    scores = pd.DataFrame(
-        {"item_id": ["i1", "i2", "i3"], "p_a": [0.1, 0.2, np.nan], "p_b": [0.8, 0.1, np.nan], "p_tie": [0.1, 0.7, np.nan], "model": "m1"}
+    panel = panel_scores()
+    votes = pd.concat(  # the panel's verdicts are votes in judgments, as judgments builds them
+        [votes, panel[panel["status"] == "ok"][["item_id", "annotator", "verdict"]].rename(columns={"verdict": "label"}).assign(annotator_kind="llm")],
+        ignore_index=True,
     )
-    card = judge_report_card(votes, consensus, CLASSES, ["judge"], llm_judge_scores=scores)
+    consensus = pd.DataFrame({"item_id": ["i1", "i2"], "human_consensus_label": ["A", "tie"]})
+    card = judge_report_card(votes, consensus, CLASSES, ["judge", "pw:m1"], llm_judge_scores=panel)
     assert list(card.columns) == REPORT_COLUMNS
-    assert set(card["judge"]) == {"judge", "llm_logprobs:m1", "human"}
+    assert set(card["judge"]) == {"judge", "pw:m1", "human"}
     judge = card[(card["judge"] == "judge") & (card["reference"] == "human_consensus")]
     assert metric(judge, "accuracy") == 1.0
-    scorer = card[(card["judge"] == "llm_logprobs:m1") & (card["reference"] == "human_consensus")]
+    scorer = card[(card["judge"] == "pw:m1") & (card["reference"] == "human_consensus")]
     assert metric(scorer, "accuracy") == 0.5  # B on i1 (consensus A), tie on i2
     agreement = card[(card["judge"] == "judge") & (card["scope"] == "all")].set_index("metric")
     assert agreement.loc["agreement_with_ties", "value"] == pytest.approx(0.6)
     assert agreement.loc["agreement_with_ties", "n"] == 5
     assert card["paper_value"].isna().all()  # only gpt4_pair / human turn-1 rows carry paper figures
 
+    board = card[card["reference"] == "judge_leaderboard"].set_index("metric")
+    assert set(board["judge"]) == {"pw:m1"}
+    expected = {
+        "items_scored": (2, 3), "agreement_with_human_consensus": (0.5, 2),
+        "p_first_position": (0.5, 2),  # i1: B in ab (second shown), B in ba (first shown); ties are not decisive
+        "p_longer_output": (1.0, 1),  # i1 chose B, the longer one; i2 is a tie
+        "parse_rate": (3 / 5, 5), "calls": (7, 3), "tokens": (255, 3),
+        "seconds_per_1000_items": (2000 / 3, 3), "usd_per_1000_items": (2.5 / 3, 3),
+    }
+    for name, (value, n) in expected.items():
+        assert board.loc[name, "value"] == pytest.approx(value), name
+        assert board.loc[name, "n"] == n, name
 
-def test_logprob_votes_need_a_pairwise_class_set():
-    scores = pd.DataFrame({"item_id": ["i1"], "p_a": [0.6], "p_b": [0.4], "p_tie": [0.0], "model": "m"})
-    assert logprob_judge_votes(scores, ("A", "B")).to_dict("records") == [{"item_id": "i1", "annotator": "llm_logprobs:m", "label": "A"}]
-    assert logprob_judge_votes(scores, ("pass", "fail")).empty
 
-
-def test_logprob_votes_use_only_fully_scored_items():
-    scores = pd.DataFrame(
-        {
-            "item_id": ["i1", "i2", "i3"],
-            "p_a": [0.6, 0.9, float("nan")],
-            "p_b": [0.3, 0.1, float("nan")],
-            "p_tie": [0.1, 0.0, float("nan")],
-            "status": ["ok", "error:timeout", "no_label_token"],
-            "model": "m",
-        }
-    )
-    assert logprob_judge_votes(scores, ("A", "B", "tie"))["item_id"].tolist() == ["i1"]
+def test_leaderboard_leaves_out_what_does_not_apply():
+    votes = tiny_votes().assign(annotator_kind="human")
+    consensus = pd.DataFrame({"item_id": ["i1", "i2"], "human_consensus_label": ["A", "tie"]})
+    likert = panel_scores(verdict_labels=[["1", "2"]] * 3, shape="single", cost_usd=np.nan)  # not the class set, not pairwise
+    card = judge_report_card(votes, consensus, CLASSES, [], llm_judge_scores=likert)
+    board = set(card.loc[card["reference"] == "judge_leaderboard", "metric"])
+    assert board == {"items_scored", "parse_rate", "calls", "tokens", "seconds_per_1000_items"}

@@ -35,7 +35,8 @@ def select_annotators(judgments: pd.DataFrame, llm_annotators: tuple[str, ...] |
     """The annotators that count for the consensus, sorted.
 
     Default: every ``annotator_kind == 'human'`` annotator plus the names in ``llm_annotators``
-    (``settings().llm_annotators``). An explicit ``annotators`` list overrides; names not in
+    (``settings().llm_annotators``) and every ``annotator_kind == 'llm'`` one (the LLM judge
+    panel's ``<judge>:<model>`` votes). An explicit ``annotators`` list overrides; names not in
     ``judgments`` are an error.
     """
     present = set(judgments["annotator"].unique())
@@ -45,7 +46,8 @@ def select_annotators(judgments: pd.DataFrame, llm_annotators: tuple[str, ...] |
             raise ValueError(f"annotators not found in judgments: {unknown[:10]}")
         return sorted(set(annotators))
     humans = set(judgments.loc[judgments["annotator_kind"] == "human", "annotator"])
-    return sorted(humans | (set(llm_annotators) & present))
+    panel = set(judgments.loc[judgments["annotator_kind"] == "llm", "annotator"])  # incl. the LLM judge panel's <judge>:<model>
+    return sorted(humans | (set(llm_annotators) & present) | panel)
 
 
 def apply_tie_option(
@@ -121,7 +123,7 @@ def build_consensus_tables(
     plus optional ``question_id, turn, model_a, model_b, category``. ``classes``: the label set.
     ``llm_annotators`` / ``annotators``: see :func:`select_annotators`. ``drop_ties``: see the
     module docstring. ``include_glad`` adds crowd-kit GLAD labels (``glad_label``; NULL otherwise).
-    ``llm_judge_scores``: optional logprob-scorer rows for the judge report card.
+    ``llm_judge_scores``: optional ``llm_judge_scores`` rows for the judge report card's leaderboard.
 
     Tables: ``consensus_labels``, ``human_consensus_labels``, ``annotator_stats``,
     ``label_quality_detail``, ``annotator_group_summary``, ``aggregator_comparison``,

@@ -10,8 +10,13 @@ Two views, both in one tidy long table (:func:`judge_report_card`):
   over every pair of votes on the same item by a judge and a human (or two different humans),
   the share of equal votes; "without ties" drops pairs where either vote is a tie.
 
-Report card columns: ``judge`` (annotator name, ``llm_logprobs:<model>`` for the logprob
-scorer, ``human`` for the human–human row), ``reference`` ('human_consensus' | 'human_votes'),
+A third view, the judge leaderboard (:func:`judge_leaderboard`, ``reference =
+'judge_leaderboard'``): per LLM panel judge and model, agreement with the human consensus,
+position and length bias, parse rate, calls, tokens, seconds and dollars per 1,000 items.
+
+Report card columns: ``judge`` (annotator name — an LLM panel judge is ``<judge>:<model>`` —,
+``human`` for the human–human row), ``reference`` ('human_consensus' | 'human_votes' |
+'judge_leaderboard'),
 ``scope`` ('all' or 'turn=<t>'), ``metric``, ``class_label`` (the class of a per-class metric,
 the true class of a confusion cell), ``predicted_label`` (the judge's class of a confusion cell),
 ``value``, ``n`` (items or vote pairs behind the value), ``paper_value`` (the MT-Bench paper's
@@ -162,26 +167,62 @@ def judge_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: tuple[str, ..
     return pd.DataFrame(rows, columns=["metric", "class_label", "predicted_label", "value", "n"])
 
 
-def logprob_judge_votes(llm_judge_scores: pd.DataFrame, classes: tuple[str, ...]) -> pd.DataFrame:
-    """The logprob scorer as a judge: ``item_id, annotator ('llm_logprobs:<model>'), label`` (argmax).
+LEADERBOARD_METRICS = (
+    "items_scored", "agreement_with_human_consensus", "p_first_position", "p_longer_output", "parse_rate", "calls",
+    "tokens", "seconds_per_1000_items", "usd_per_1000_items",
+)
 
-    Uses pairwise columns ``p_a, p_b, p_tie`` restricted to ``classes`` (A, B[, tie]) of the rows
-    with ``status == 'ok'`` (both orders scored); rows with a missing probability are skipped.
-    Empty when the class set is not pairwise.
+
+def judge_leaderboard(llm_judge_scores: pd.DataFrame | None, human_consensus: pd.DataFrame, classes: tuple[str, ...]) -> list[dict]:
+    """Report-card rows (``reference = 'judge_leaderboard'``, ``scope = 'all'``) for every
+    ``<judge>:<model>`` of ``llm_judge_scores``, where they apply:
+
+    - ``items_scored``: items with status ``ok`` (``n`` = items the judge was sent for);
+    - ``agreement_with_human_consensus``: share of verdicts equal to ``human_consensus_label``
+      (judges whose verdicts are labels of the class set; the human-only consensus never saw them);
+    - ``p_first_position``: pairwise, share of decisive per-order verdicts for the output shown
+      first (:func:`~judge_assets.core.scoring.llm_judge.first_position_preference`; 0.5 = no bias);
+    - ``p_longer_output``: pairwise, share of decisive verdicts (A or B) for the longer output;
+    - ``parse_rate``: answers holding a label token / answers (``n`` = answers);
+    - ``calls`` (requests sent, retries included), ``tokens`` (prompt + completion), both counted
+      whenever they were paid (cache hits keep their cost); ``seconds_per_1000_items`` (summed
+      request time per 1,000 items sent); ``usd_per_1000_items`` when prices are configured.
     """
-    mapping = {"A": "p_a", "B": "p_b", "tie": "p_tie"}
-    if llm_judge_scores is None or llm_judge_scores.empty or not set(classes) <= set(mapping):
-        return pd.DataFrame(columns=["item_id", "annotator", "label"])
-    cols = [mapping[c] for c in classes]
-    frame = llm_judge_scores
-    if "status" in frame.columns:
-        frame = frame[frame["status"] == "ok"]
-    frame = frame.dropna(subset=cols)
-    if frame.empty:
-        return pd.DataFrame(columns=["item_id", "annotator", "label"])
-    labels = np.asarray(classes, dtype=object)[frame[cols].to_numpy(dtype=float).argmax(axis=1)]
-    model = frame["model"].astype(str) if "model" in frame.columns else pd.Series("unknown", index=frame.index)
-    return pd.DataFrame({"item_id": frame["item_id"].to_numpy(), "annotator": ("llm_logprobs:" + model).to_numpy(), "label": labels})
+    from judge_assets.core.scoring.llm_judge import first_position_preference
+
+    rows: list[dict] = []
+    if llm_judge_scores is None or llm_judge_scores.empty or "annotator" not in llm_judge_scores.columns:
+        return rows
+    reference = human_consensus.set_index("item_id")["human_consensus_label"]
+    for annotator, frame in llm_judge_scores.groupby("annotator", sort=True):
+        sent = frame[~frame["status"].str.startswith("skipped")]
+        ok = sent[sent["status"] == "ok"]
+        n_sent = len(sent)
+        values: dict[str, tuple[float, int]] = {"items_scored": (float(len(ok)), n_sent)}
+        judged = ok[ok["item_id"].isin(reference.index) & ok["verdict"].notna()]
+        if set(frame["verdict_labels"].iloc[0]) <= set(classes) and len(judged):
+            agree = (judged["verdict"].to_numpy() == reference.loc[judged["item_id"]].to_numpy()).mean()
+            values["agreement_with_human_consensus"] = (float(agree), len(judged))
+        if (frame["shape"] == "pairwise").all() and len(ok):
+            values["p_first_position"] = (first_position_preference(ok), len(ok))
+            decisive = ok[ok["verdict"].isin(["A", "B"]) & ok["longer_output"].notna()]
+            if len(decisive):
+                values["p_longer_output"] = (float((decisive["verdict"] == decisive["longer_output"]).mean()), len(decisive))
+        answers = int(sent["n_answers"].sum())
+        if answers:
+            values["parse_rate"] = (float(sent["n_orders"].sum() / answers), answers)
+        values["calls"] = (float(sent["attempts"].sum()), n_sent)
+        values["tokens"] = (float(sent["prompt_tokens"].sum() + sent["completion_tokens"].sum()), n_sent)
+        if n_sent:
+            values["seconds_per_1000_items"] = (float(sent["latency_s"].sum() / n_sent * 1000), n_sent)
+            if sent["cost_usd"].notna().any():
+                values["usd_per_1000_items"] = (float(sent["cost_usd"].sum() / n_sent * 1000), n_sent)
+        for metric in LEADERBOARD_METRICS:
+            if metric in values:
+                value, n = values[metric]
+                rows.append(dict(judge=annotator, reference="judge_leaderboard", scope="all", metric=metric, class_label=None,
+                                 predicted_label=None, value=value, n=int(n), paper_value=None))
+    return rows
 
 
 def _agreement_rows(
@@ -216,8 +257,9 @@ def judge_report_card(
 
     ``judgments``: ``item_id, annotator, annotator_kind, label`` (+ ``turn``), already restricted
     to ``classes``. ``human_consensus``: ``item_id, human_consensus_label``. ``llm_annotators``:
-    LLM judges to score. ``llm_judge_scores``: optional logprob rows (see
-    :func:`logprob_judge_votes`). ``agreement_humans``: the humans of the FastChat
+    LLM judges to score (the LLM judge panel's ``<judge>:<model>`` annotators among them: their
+    verdicts are votes in ``judgments``). ``llm_judge_scores``: optional ``llm_judge_scores`` rows,
+    for the leaderboard rows (:func:`judge_leaderboard`). ``agreement_humans``: the humans of the FastChat
     agreement rows; default: the ``expert_*`` annotators when there are any (FastChat's "human"
     excludes the paper's authors), else every human.
     """
@@ -231,12 +273,6 @@ def judge_report_card(
     turn = judgments.drop_duplicates("item_id").set_index("item_id")["turn"] if "turn" in judgments.columns else None
     base = judgments[["item_id", "annotator", "label"] + (["turn"] if turn is not None else [])]
     judges = [(j, base[base["annotator"] == j]) for j in sorted(llm_annotators)]
-    scorer = logprob_judge_votes(llm_judge_scores, classes)
-    for name in sorted(scorer["annotator"].unique()):
-        frame = scorer[scorer["annotator"] == name]
-        if turn is not None:
-            frame = frame.assign(turn=frame["item_id"].map(turn))
-        judges.append((name, frame))
     reference = human_consensus.set_index("item_id")["human_consensus_label"]
     rows: list[dict] = []
     for name, frame in judges:
@@ -249,6 +285,7 @@ def judge_report_card(
             rows += _agreement_rows(pooled, name, [name], humans, tie_label, paper)
     if len(humans) >= 2:
         rows += _agreement_rows(base[base["annotator"].isin(humans)], "human", humans, None, tie_label, paper)
+    rows += judge_leaderboard(llm_judge_scores, human_consensus, classes)
     out = pd.DataFrame(rows, columns=REPORT_COLUMNS)
     out["value"] = out["value"].astype(float)
     out["n"] = out["n"].astype("int64")

@@ -2,8 +2,10 @@
 
 Three sources, in order of precedence (:func:`build_model_probs`):
 
-1. ``llm_logprobs`` — an LLM judge's swap-averaged answer probabilities (the
-   ``llm_judge_scores`` table), where a row with ``status == 'ok'`` exists.
+1. ``llm_logprobs`` — the LLM judge panel's answer probabilities over the class set (the
+   ``llm_judge_scores`` table: pairwise ``p_a, p_b, p_tie``; other class sets from
+   ``llm_judge_probs``), where a row with ``status == 'ok'`` exists: one ``<judge>:<model>``, or
+   the mean over the panel's judges whose verdicts fit the class set (:func:`llm_prior`).
 2. ``oof_classifier`` — cleanlab's recipe for a model prior without a model: out-of-fold
    predicted probabilities of a scikit-learn classifier on item features, trained on the
    items' majority-vote labels (:func:`classifier_prior`). It is a text/metadata classifier,
@@ -281,20 +283,68 @@ def uniform_prior(item_ids, classes: tuple[str, ...]) -> pd.DataFrame:
     return out
 
 
-def llm_prior(llm_scores: pd.DataFrame | None, classes: tuple[str, ...]) -> pd.DataFrame:
-    """The usable LLM logprob rows (``status == 'ok'``, pairwise classes only), clipped and
-    renormalised: ``item_id, p_A, p_B, p_tie, scorer='llm_logprobs'``; empty when there are none."""
+PRIOR_MEAN = "mean"
+"""``prior_judge`` value: average the panel (every ``<judge>:<model>`` whose verdicts fit the class set)."""
+PAIRWISE_PROB_COLUMNS = {"A": "p_a", "B": "p_b", "tie": "p_tie"}
+
+
+def llm_prior(
+    llm_scores: pd.DataFrame | None,
+    classes: tuple[str, ...],
+    *,
+    llm_probs: pd.DataFrame | None = None,
+    prior_judge: str = PRIOR_MEAN,
+) -> pd.DataFrame:
+    """The LLM panel's class probabilities per item, clipped and renormalised:
+    ``item_id, p_<class>…, scorer='llm_logprobs'``; empty when there are none.
+
+    ``llm_scores``: ``llm_judge_scores`` rows (``item_id, status`` and, for the pairwise class
+    set A/B[/tie], ``p_a, p_b, p_tie``; with several judges also ``annotator`` and
+    ``verdict_labels``). Other class sets read ``llm_probs`` (``llm_judge_probs``: ``item_id,
+    annotator, label, p``), a label the judge lacks counting 0. Only rows with ``status == 'ok'``
+    of judges whose verdict labels all lie in ``classes`` count. ``prior_judge``: one annotator
+    name (``<judge>:<model>``) or ``"mean"`` (the mean over those judges, per item); an unknown
+    name raises ValueError listing the ones there are.
+    """
+    classes = tuple(classes)
     cols = [f"p_{c}" for c in classes]
-    if llm_scores is None or llm_scores.empty or tuple(classes) != ("A", "B", "tie"):
-        return pd.DataFrame(columns=["item_id", *cols, "scorer"])
-    missing = {"item_id", "p_a", "p_b", "p_tie", "status"} - set(llm_scores.columns)
+    empty = pd.DataFrame(columns=["item_id", *cols, "scorer"])
+    if llm_scores is None or llm_scores.empty:
+        return empty
+    missing = {"item_id", "status"} - set(llm_scores.columns)
     if missing:
         raise ValueError(f"llm_scores lacks columns {sorted(missing)}")
-    ok = llm_scores[llm_scores["status"] == "ok"].drop_duplicates("item_id", keep="last")
-    raw = ok[["p_a", "p_b", "p_tie"]].to_numpy(dtype=float)
+    ok = llm_scores[llm_scores["status"] == "ok"]
+    if "annotator" not in ok.columns:
+        ok = ok.assign(annotator="llm")
+    if "verdict_labels" in ok.columns:
+        ok = ok[[set(v) <= set(classes) for v in ok["verdict_labels"]]]
+    if prior_judge != PRIOR_MEAN:
+        known = sorted(llm_scores["annotator"].unique()) if "annotator" in llm_scores.columns else []
+        if prior_judge not in known:
+            raise ValueError(f"prior judge {prior_judge!r} did not score these items; judges: {', '.join(known) or 'none'} (or 'mean')")
+        ok = ok[ok["annotator"] == prior_judge]
+    if set(classes) <= set(PAIRWISE_PROB_COLUMNS) and {"p_a", "p_b", "p_tie"} <= set(ok.columns):
+        frame = ok[["item_id", "annotator"]].copy()
+        for c in classes:
+            frame[f"p_{c}"] = ok[PAIRWISE_PROB_COLUMNS[c]].to_numpy(dtype=float)
+    elif llm_probs is not None and not llm_probs.empty:
+        chosen = llm_probs.merge(ok[["item_id", "annotator"]], on=["item_id", "annotator"])
+        frame = chosen.pivot_table(index=["item_id", "annotator"], columns="label", values="p", aggfunc="sum")
+        frame = frame.reindex(columns=list(classes), fill_value=0.0).fillna(0.0)
+        frame.columns = cols
+        frame = frame.reset_index()
+    else:
+        return empty
+    raw = frame[cols].to_numpy(dtype=float)
     valid = np.isfinite(raw).all(axis=1) & (raw.sum(axis=1) > 0)
-    out = pd.DataFrame(clip_probs(raw[valid] / raw[valid].sum(axis=1, keepdims=True)), columns=cols)
-    out.insert(0, "item_id", ok["item_id"].to_numpy()[valid])
+    frame = frame[valid].copy()
+    frame[cols] = raw[valid] / raw[valid].sum(axis=1, keepdims=True)
+    mean = frame.groupby("item_id", sort=False)[cols].mean()
+    if mean.empty:
+        return empty
+    out = pd.DataFrame(clip_probs(mean.to_numpy()), columns=cols)
+    out.insert(0, "item_id", mean.index.to_numpy())
     out["scorer"] = "llm_logprobs"
     return out
 
@@ -307,14 +357,17 @@ def build_model_probs(
     *,
     seed: int = 0,
     features: sp.spmatrix | None = None,
+    llm_probs: pd.DataFrame | None = None,
+    prior_judge: str = PRIOR_MEAN,
 ) -> pd.DataFrame:
     """The ``model_probs`` table: ``item_id``, ``p_<label>`` per class, ``scorer``; one row per item.
 
     ``majority_labels``: the ``majority_vote_labels`` frame (``item_id``, ``majority_label``) or
     a Series item_id → label; the classifier's training labels. Recommended:
     :func:`prior_training_labels` (the human-only majority; best on the held-out benchmark). ``llm_scores``: the
-    ``llm_judge_scores`` frame or None. LLM rows take precedence item by item; the classifier
-    covers the rest; ``uniform`` only when there is no training label at all.
+    ``llm_judge_scores`` frame or None, ``llm_probs`` the ``llm_judge_probs`` frame, ``prior_judge``
+    which judge feeds the prior (see :func:`llm_prior`). LLM rows take precedence item by item;
+    the classifier covers the rest; ``uniform`` only when there is no training label at all.
     """
     classes = tuple(classes)
     if isinstance(majority_labels, pd.DataFrame):
@@ -326,7 +379,7 @@ def build_model_probs(
         base = classifier_prior(items, labels, classes, seed=seed, features=features)
     else:
         base = uniform_prior(items["item_id"].to_numpy(), classes)
-    llm = llm_prior(llm_scores, classes)
+    llm = llm_prior(llm_scores, classes, llm_probs=llm_probs, prior_judge=prior_judge)
     llm = llm[llm["item_id"].isin(base["item_id"])]
     if llm.empty:
         return base

@@ -8,7 +8,13 @@ Duplicate rule: when one annotator voted more than once on the same item, the **
 counts — latest ``ingested_at``, then the later batch id, then the later row of the file. The
 earlier votes are dropped and counted (``JudgmentsSummary.duplicates_dropped``).
 
-All of it is DuckDB SQL over ``raw_judgments``; nothing is loaded into pandas.
+Graph: ``items`` is built from the raw votes (:func:`canonical_votes_sql`, the one definition of
+canonical order, flips and the duplicate rule), the LLM judge panel scores ``items``, and
+``judgments`` is the canonical raw votes plus the panel's verdicts (:func:`build_judgments`), so
+a judge panel's votes reach consensus without a cycle.
+
+All of it is DuckDB SQL over ``raw_judgments`` (and ``llm_judge_scores``); nothing is loaded
+into pandas.
 """
 
 from __future__ import annotations
@@ -19,12 +25,26 @@ from pathlib import Path
 
 import duckdb
 
-from judge_assets.core.db import quote_literal, table_columns, table_exists, transaction
+from judge_assets.config import DEFAULT_LLM_ANNOTATORS
+from judge_assets.core.db import quote_ident, quote_literal, table_columns, table_exists, transaction
 from judge_assets.core.keys import item_key_sql
 from judge_assets.core.labels import FLIPPED, PAIRWISE, WINNER_TO_LABEL, LabelSet
 from judge_assets.core.sources.batches import RAW_TABLE
 
 QUESTIONS_TABLE = "mt_bench_questions"
+SCORES_TABLE = "llm_judge_scores"
+#: the columns of ``items`` of its own (after them come the extra raw columns, see :func:`build_items`)
+ITEM_COLUMNS = (
+    "item_id", "question_id", "turn", "model_a", "model_b", "category", "user_turns", "answers_a", "answers_b",
+    "response", "reference", "criterion", "n_human_votes", "n_llm_votes",
+)
+#: generic columns ``items`` carries by name (texts a judge reads); other raw columns are copied as extras
+GENERIC_TEXT_COLUMNS = ("prompt", "response", "response_a", "response_b", "reference", "criterion")
+#: raw columns that are never item columns: votes, bookkeeping, the pairwise schema's own
+NOT_ITEM_COLUMNS = (
+    "item_id", "annotator", "label", "category", "question_id", "model_a", "model_b", "winner", "judge", "turn",
+    "conversation_a", "conversation_b", "batch_id", "source", "source_row", "ingested_at", *GENERIC_TEXT_COLUMNS,
+)
 
 
 def _case(expr: str, mapping: dict[str, str]) -> str:
@@ -44,6 +64,9 @@ class JudgmentsSummary:
     flipped: int
     ties: int
     labels: tuple[str, ...]
+    panel_votes: int = 0
+    panel_voters: tuple[str, ...] = ()
+    scores_only: tuple[str, ...] = ()
 
 
 def load_questions(con: duckdb.DuckDBPyConnection, path: Path) -> int:
@@ -86,15 +109,14 @@ def resolve_label_set(con: duckdb.DuckDBPyConnection, declared: tuple[str, ...] 
     return labels
 
 
-def build_judgments(
-    con: duckdb.DuckDBPyConnection, llm_annotators: tuple[str, ...], declared_labels: tuple[str, ...] = ()
-) -> JudgmentsSummary:
-    """(Re)build ``judgments`` and ``label_set`` from ``raw_judgments`` in one transaction.
+def canonical_votes_sql(con: duckdb.DuckDBPyConnection) -> str:
+    """The SELECT of every raw vote in canonical form, ranked for the duplicate rule.
 
-    ``judgments`` columns: ``item_id, annotator, annotator_kind ('human'|'llm'), label, label_code,
-    question_id, turn, model_a, model_b, category, batch_id, source_row, flipped``.
+    Columns: ``item_id, annotator, label, question_id, turn, model_a, model_b, category,
+    batch_id, source_row, ingested_at, flipped, vote_rank`` (1 = the vote that counts). Pairwise
+    rows get the item key, the canonical model order and the flipped winner; generic rows keep
+    their ``item_id``. Rows without a usable label (NULL, unknown winner) are left out.
     """
-    labels = resolve_label_set(con, declared_labels)
     cols = set(table_columns(con, RAW_TABLE))
     has_questions = table_exists(con, QUESTIONS_TABLE)
     parts = []
@@ -128,31 +150,54 @@ def build_judgments(
             WHERE r.label IS NOT NULL"""
         )
     union = " UNION ALL ".join(parts)
+    return f"""
+        SELECT *, row_number() OVER (
+                   PARTITION BY item_id, annotator
+                   ORDER BY ingested_at DESC, batch_id DESC, source_row DESC) AS vote_rank
+        FROM ({union}) WHERE label IS NOT NULL"""
+
+
+def build_judgments(
+    con: duckdb.DuckDBPyConnection, llm_annotators: tuple[str, ...], declared_labels: tuple[str, ...] = ()
+) -> JudgmentsSummary:
+    """(Re)build ``judgments`` and ``label_set`` in one transaction: the canonical raw votes
+    (:func:`canonical_votes_sql`, the last vote of an annotator on an item counts) plus, when
+    ``llm_judge_scores`` exists, the LLM judge panel's verdicts.
+
+    ``judgments`` columns: ``item_id, annotator, annotator_kind ('human'|'llm'), label, label_code,
+    question_id, turn, model_a, model_b, category, batch_id, source_row, flipped``. A panel verdict
+    is one vote by annotator ``<judge>:<model>`` (kind ``llm``; ``batch_id``/``source_row`` NULL;
+    item columns from ``items``) for every row of ``llm_judge_scores`` with ``status = 'ok'``,
+    and only for judges every one of whose verdict labels is in the class set; the others stay
+    scores (``JudgmentsSummary.scores_only``).
+    """
+    labels = resolve_label_set(con, declared_labels)
+    panel = table_exists(con, SCORES_TABLE) and table_exists(con, "items")
     with transaction(con):
         con.execute(
             "CREATE OR REPLACE TABLE label_set AS SELECT * FROM (VALUES "
             + ", ".join(f"({quote_literal(label)}, {code})" for label, code in labels.as_rows())
             + ") AS t(label, code)"
         )
+        con.execute(f"CREATE OR REPLACE TEMP TABLE all_votes AS {canonical_votes_sql(con)}")
+        panel_sql = f"""
+            UNION ALL
+            SELECT s.item_id, s.annotator, 'llm', s.verdict, l.code::INTEGER, i.question_id, i.turn, i.model_a, i.model_b,
+                   i.category, NULL::VARCHAR, NULL::BIGINT, false
+            FROM {SCORES_TABLE} s JOIN items i USING (item_id) JOIN label_set l ON l.label = s.verdict
+            WHERE s.status = 'ok' AND list_has_all((SELECT list(label) FROM label_set), s.verdict_labels)""" if panel else ""
         con.execute(
             f"""
-            CREATE OR REPLACE TEMP TABLE all_votes AS
-            SELECT *, row_number() OVER (
-                       PARTITION BY item_id, annotator
-                       ORDER BY ingested_at DESC, batch_id DESC, source_row DESC) AS vote_rank
-            FROM ({union})"""
-        )
-        con.execute(
-            """
             CREATE OR REPLACE TABLE judgments AS
-            SELECT v.item_id, v.annotator,
-                   CASE WHEN list_contains(?, v.annotator) THEN 'llm' ELSE 'human' END AS annotator_kind,
-                   v.label, s.code::INTEGER AS label_code,
-                   v.question_id, v.turn, v.model_a, v.model_b, v.category,
-                   v.batch_id, v.source_row, v.flipped
-            FROM all_votes v JOIN label_set s ON s.label = v.label
-            WHERE v.vote_rank = 1
-            ORDER BY v.item_id, v.annotator""",
+            SELECT * FROM (
+                SELECT v.item_id, v.annotator,
+                       CASE WHEN list_contains(?, v.annotator) THEN 'llm' ELSE 'human' END AS annotator_kind,
+                       v.label, s.code::INTEGER AS label_code,
+                       v.question_id, v.turn, v.model_a, v.model_b, v.category,
+                       v.batch_id, v.source_row, v.flipped
+                FROM all_votes v JOIN label_set s ON s.label = v.label
+                WHERE v.vote_rank = 1 {panel_sql})
+            ORDER BY item_id, annotator""",
             [list(llm_annotators)],
         )
         n_raw, dropped = con.execute("SELECT count(*), count(*) FILTER (WHERE vote_rank > 1) FROM all_votes").fetchone()
@@ -161,17 +206,34 @@ def build_judgments(
         "SELECT count(*), count(DISTINCT item_id), count(DISTINCT annotator), count(*) FILTER (WHERE flipped), "
         "count(*) FILTER (WHERE label = 'tie') FROM judgments"
     ).fetchone()
-    return JudgmentsSummary(n_raw, n_votes, n_items, n_annotators, dropped, flipped, ties, labels.labels)
+    panel_votes, voters, scores_only = 0, (), ()
+    if panel:
+        panel_votes, voters = con.execute(
+            f"SELECT count(*), coalesce(list(DISTINCT annotator ORDER BY annotator), []) FROM judgments "
+            f"WHERE batch_id IS NULL AND annotator IN (SELECT annotator FROM {SCORES_TABLE})"
+        ).fetchone()
+        scores_only = tuple(
+            r[0] for r in con.execute(
+                f"SELECT DISTINCT annotator FROM {SCORES_TABLE} "
+                f"WHERE NOT list_has_all((SELECT list(label) FROM label_set), verdict_labels) ORDER BY 1"
+            ).fetchall()
+        )
+    return JudgmentsSummary(
+        n_raw, n_votes, n_items, n_annotators, dropped, flipped, ties, labels.labels, panel_votes, tuple(voters), scores_only
+    )
 
 
-def build_items(con: duckdb.DuckDBPyConnection) -> int:
-    """(Re)build ``items``: one row per item with what a judge needs to read.
+def build_items(con: duckdb.DuckDBPyConnection, llm_annotators: tuple[str, ...] = DEFAULT_LLM_ANNOTATORS) -> int:
+    """(Re)build ``items`` from the raw votes: one row per item with what a judge needs to read.
 
     Columns: ``item_id, question_id, turn, model_a, model_b, category, user_turns`` (user messages up
     to the judged turn), ``answers_a``, ``answers_b`` (each model's answers up to that turn, canonical
-    order), ``reference`` (MT-Bench reference answers, when known), ``n_human_votes, n_llm_votes``.
-    Conversations come from the raw rows; without them the MT-Bench question text fills
-    ``user_turns``. Generic rows use their optional ``prompt``/``response_a``/``response_b`` columns.
+    order), ``response`` (a single output), ``reference`` (reference answers per turn: MT-Bench's,
+    or the generic ``reference`` column), ``criterion``, ``n_human_votes, n_llm_votes`` (raw votes;
+    ``llm_annotators`` are the LLM ones), then every other column of the raw rows (e.g. a column a
+    judge template names), as text. Conversations come from the raw rows; without them the
+    MT-Bench question text fills ``user_turns``. Generic rows give one-element lists from their
+    optional ``prompt``/``response``/``response_a``/``response_b``/``reference`` columns.
     """
     cols = set(table_columns(con, RAW_TABLE))
     has_questions = table_exists(con, QUESTIONS_TABLE)
@@ -182,35 +244,47 @@ def build_items(con: duckdb.DuckDBPyConnection) -> int:
     def raw(col: str, cast: str = "VARCHAR") -> str:
         return f"CAST(r.{col} AS {cast})" if col in cols else f"NULL::{cast}"
 
+    def listed(col: str) -> str:
+        return f"[{raw(col)}]" if col in cols else "NULL::VARCHAR[]"
+
     conv_a = f"CASE WHEN j.flipped THEN {raw('conversation_b', 'STRUCT(content VARCHAR, role VARCHAR)[]')} ELSE {raw('conversation_a', 'STRUCT(content VARCHAR, role VARCHAR)[]')} END"
     conv_b = f"CASE WHEN j.flipped THEN {raw('conversation_a', 'STRUCT(content VARCHAR, role VARCHAR)[]')} ELSE {raw('conversation_b', 'STRUCT(content VARCHAR, role VARCHAR)[]')} END"
     question_turns = "q.turns[1:j.turn]" if has_questions else "NULL::VARCHAR[]"
     reference = "q.reference" if has_questions else "NULL::VARCHAR[]"
     join_q = f"LEFT JOIN {QUESTIONS_TABLE} q ON q.question_id = j.question_id" if has_questions else ""
+    extras = sorted(c for c in cols if c not in NOT_ITEM_COLUMNS)
+    extra_per_vote = "".join(f", CAST(r.{quote_ident(c)} AS VARCHAR) AS {quote_ident(c)}" for c in extras)
+    extra_item = "".join(f", any_value({quote_ident(c)}) AS {quote_ident(c)}" for c in extras)
     with transaction(con):
         con.execute(
             f"""
             CREATE OR REPLACE TABLE items AS
             WITH per_vote AS (
-                SELECT j.item_id, j.question_id, j.turn, j.model_a, j.model_b, j.category, j.annotator_kind,
+                SELECT j.item_id, j.question_id, j.turn, j.model_a, j.model_b, j.category,
+                       list_contains(?, j.annotator) AS is_llm,
                        CASE WHEN j.turn IS NULL THEN [{raw('prompt')}] ELSE coalesce({messages(conv_a, 'user')}, {question_turns}) END AS user_turns,
                        CASE WHEN j.turn IS NULL THEN [{raw('response_a')}] ELSE {messages(conv_a, 'assistant')} END AS answers_a,
                        CASE WHEN j.turn IS NULL THEN [{raw('response_b')}] ELSE {messages(conv_b, 'assistant')} END AS answers_b,
-                       {reference} AS reference
-                FROM judgments j
+                       CASE WHEN j.turn IS NULL THEN {listed('response')} END AS response,
+                       CASE WHEN j.turn IS NULL THEN {listed('reference')} ELSE {reference} END AS reference,
+                       {raw('criterion')} AS criterion {extra_per_vote}
+                FROM ({canonical_votes_sql(con)}) j
                 JOIN {RAW_TABLE} r ON r.batch_id = j.batch_id AND r.source_row = j.source_row
                 {join_q}
+                WHERE j.vote_rank = 1
             )
             SELECT item_id, any_value(question_id) AS question_id, any_value(turn) AS turn,
                    any_value(model_a) AS model_a, any_value(model_b) AS model_b, any_value(category) AS category,
                    first(user_turns ORDER BY list_count(user_turns) DESC NULLS LAST) AS user_turns,
                    first(answers_a ORDER BY list_count(answers_a) DESC NULLS LAST) AS answers_a,
                    first(answers_b ORDER BY list_count(answers_b) DESC NULLS LAST) AS answers_b,
-                   any_value(reference) AS reference,
-                   count(*) FILTER (WHERE annotator_kind = 'human') AS n_human_votes,
-                   count(*) FILTER (WHERE annotator_kind = 'llm') AS n_llm_votes
+                   first(response ORDER BY list_count(response) DESC NULLS LAST) AS response,
+                   any_value(reference) AS reference, any_value(criterion) AS criterion,
+                   count(*) FILTER (WHERE NOT is_llm) AS n_human_votes,
+                   count(*) FILTER (WHERE is_llm) AS n_llm_votes {extra_item}
             FROM per_vote
             GROUP BY item_id
-            ORDER BY item_id"""
+            ORDER BY item_id""",
+            [list(llm_annotators)],
         )
     return con.execute("SELECT count(*) FROM items").fetchone()[0]

@@ -29,8 +29,7 @@ import openai
 from .cache import CacheWriter
 from .config import JudgeConfig
 from .faults import Breaker, EndpointError, redact, status_failure, with_retries
-from .prompts import PROMPT_VERSION
-from .protocol import MalformedResponse, Request, Result, parse_completion, request_body
+from .protocol import MalformedResponse, Request, Result, parse_completion
 from .stats import ScoringStats
 
 log = logging.getLogger(__name__)
@@ -78,7 +77,7 @@ async def _control(call: Callable[[], Any], config: JudgeConfig, breaker: Breake
     )
 
 
-def parse_batch_line(line: Mapping, swapped: bool, config: JudgeConfig) -> Result:
+def parse_batch_line(line: Mapping, config: JudgeConfig) -> Result:
     """One line of a batch output/error file (``custom_id``, ``response``, ``error``) as a result;
     a failed line gets the reason :func:`.faults.status_failure` gives its status code."""
     response = line.get("response") or {}
@@ -91,7 +90,7 @@ def parse_batch_line(line: Mapping, swapped: bool, config: JudgeConfig) -> Resul
         failure = status_failure(status_code, message, config.secrets)
         return Result(reason=failure.reason, detail=failure.detail, permanent=failure.permanent)
     try:
-        return parse_completion(response.get("body") or {}, swapped)
+        return parse_completion(response.get("body") or {})
     except MalformedResponse as exc:
         return Result(reason="malformed_response", detail=str(exc))
 
@@ -120,7 +119,7 @@ async def _resume_or_submit(
         await asyncio.to_thread(writer.execute, f"UPDATE {OPEN_BATCHES_TABLE} SET status = 'gone' WHERE batch_id = ?", [batch_id])
     lines = [
         json.dumps(
-            {"custom_id": key, "method": "POST", "url": "/v1/chat/completions", "body": request_body(config, r.messages)},
+            {"custom_id": key, "method": "POST", "url": "/v1/chat/completions", "body": r.body},
             ensure_ascii=False,
         )
         for key, r in chunk.items()
@@ -137,7 +136,6 @@ async def _resume_or_submit(
             input_file_id=upload.id,
             endpoint="/v1/chat/completions",
             completion_window="24h",
-            metadata={"prompt_version": PROMPT_VERSION},
         ),
         config,
         breaker,
@@ -190,8 +188,8 @@ async def score_batch(
                 line = json.loads(raw)
                 request = chunk.get(line.get("custom_id"))
                 if request is not None:
-                    results[request.cache_key] = parse_batch_line(line, request.swapped, config)
-        breaker.accepts = breaker.accepts or any(r.score is not None for r in results.values())
+                    results[request.cache_key] = parse_batch_line(line, config)
+        breaker.accepts = breaker.accepts or any(r.answered for r in results.values())
         missing = "missing_from_batch" if batch.status == "completed" else f"batch_{batch.status}"
         rejections = []
         for key, request in chunk.items():

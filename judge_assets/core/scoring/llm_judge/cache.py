@@ -1,10 +1,13 @@
 """The call-once cache: the DuckDB table ``llm_score_cache``, its keys, and the periodic writer.
 
-Each request's result is stored under ``sha256(endpoint host, model, prompt version,
-top_logprobs, rendered messages)``, written in small batches flushed every ``FLUSH_INTERVAL_S``
-seconds while the run proceeds. ``ok``, ``no_label_token`` and ``rejected`` rows are reused
-(a rejected request is not sent again until it changes, and so its key); ``error`` rows are
-retried by the next run.
+Each request's result is stored under ``sha256(endpoint host, request body)`` — the body holds
+the model, the rendered messages and the judge's parameters — so the cache follows the content:
+editing a judge's template re-scores exactly the requests whose text changed, and an unchanged
+judge costs no call (there is no version constant to bump). Rows are written in small batches
+flushed every ``FLUSH_INTERVAL_S`` seconds while the run proceeds. ``ok`` and ``rejected`` rows
+are reused (a rejected request is not sent again until it changes, and so its key); ``error``
+rows are retried by the next run. The raw first-token candidates are stored, and mapped to the
+judge's labels when read, so a new label mapping needs no call either.
 """
 
 from __future__ import annotations
@@ -15,52 +18,46 @@ import hashlib
 import json
 import threading
 from datetime import datetime, timezone
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import duckdb
 import pandas as pd
 
 from .config import JudgeConfig
-from .prompts import PROMPT_VERSION
 from .protocol import Request, Result, estimate_tokens
 
 CACHE_TABLE = "llm_score_cache"
 CACHE_COLUMNS = (
     "cache_key VARCHAR PRIMARY KEY, item_id VARCHAR, swapped BOOLEAN, endpoint_host VARCHAR, "
-    "model VARCHAR, prompt_version VARCHAR, mode VARCHAR, status VARCHAR, error VARCHAR, "
-    "error_detail VARCHAR, top_logprobs_json VARCHAR, p_a DOUBLE, p_b DOUBLE, p_tie DOUBLE, "
-    "label_mass DOUBLE, latency_s DOUBLE, prompt_tokens INTEGER, completion_tokens INTEGER, "
-    "attempts INTEGER, created_at TIMESTAMPTZ, prompt_tokens_est INTEGER"
+    "model VARCHAR, judge VARCHAR, mode VARCHAR, status VARCHAR, error VARCHAR, "
+    "error_detail VARCHAR, top_logprobs_json VARCHAR, latency_s DOUBLE, prompt_tokens INTEGER, "
+    "completion_tokens INTEGER, attempts INTEGER, created_at TIMESTAMPTZ, prompt_tokens_est INTEGER"
 )
-ADDED_COLUMNS = ("prompt_tokens_est INTEGER",)
-"""Columns newer than the first release of the table: added to an existing cache on open."""
-REUSABLE_STATUSES = ("ok", "no_label_token", "rejected")
+ADDED_COLUMNS = ("prompt_tokens_est INTEGER", "judge VARCHAR")
+"""Columns newer than the first release of the table: added to an existing cache on open
+(columns an older release wrote and this one does not, such as ``p_a``, stay NULL)."""
+REUSABLE_STATUSES = ("ok", "rejected")
 FLUSH_INTERVAL_S = 0.2
 
 
-def cache_key(config: JudgeConfig, messages: Sequence[Mapping]) -> str:
-    """sha256 hex of endpoint host, model, prompt version, top_logprobs and the messages."""
-    payload = json.dumps(
-        [config.endpoint_host, config.model, PROMPT_VERSION, config.top_logprobs, list(messages)],
-        sort_keys=True,
-        ensure_ascii=False,
-    )
+def cache_key(config: JudgeConfig, body: Mapping) -> str:
+    """sha256 hex of the endpoint host and the request body (model, messages, parameters)."""
+    payload = json.dumps([config.endpoint_host, dict(body)], sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
 def ensure_cache(con: duckdb.DuckDBPyConnection) -> None:
     """Create ``llm_score_cache`` if it does not exist.
 
-    One row per request (item × order): ``cache_key`` (see :func:`cache_key`), ``item_id``,
-    ``swapped``, ``endpoint_host``, ``model``, ``prompt_version``, ``mode`` (online | batch),
-    ``status`` ('ok' | 'no_label_token' | 'rejected': the endpoint refused this request for good,
-    reused like ok | 'error': retried by the next run), ``error`` (reason, see
+    One row per request (item × order × judge × model): ``cache_key`` (see :func:`cache_key`),
+    ``item_id``, ``swapped``, ``endpoint_host``, ``model``, ``judge`` (the judge's name), ``mode``
+    (online | batch), ``status`` ('ok': answered with first-token candidates | 'rejected': the
+    endpoint refused this request for good, reused like ok | 'error': retried by the next run), ``error`` (reason, see
     :mod:`.faults`: rate_limited, server_error, timeout, connection_error, auth_error,
     not_found, http_<code>, context_overflow, invalid_request, malformed_response,
     invalid_logprobs, batch_request_failed, missing_from_batch, batch_<status>),
     ``error_detail`` (HTTP status and server message, secrets redacted), ``top_logprobs_json``
-    (the raw candidates), ``p_a, p_b, p_tie`` (canonical orientation, NULL unless ok),
-    ``label_mass``, ``latency_s`` (online: request time including retries), ``prompt_tokens``,
+    (the raw candidates, as answered: mapped to labels when read), ``latency_s`` (online: request time including retries), ``prompt_tokens``,
     ``completion_tokens`` (as the server counted them), ``attempts``, ``created_at``,
     ``prompt_tokens_est`` (characters / 4, known even when the server refused the prompt).
     """
@@ -87,8 +84,8 @@ class CacheWriter:
     goes through :meth:`execute` (one at a time: the connection is shared with a worker thread).
     """
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, config: JudgeConfig) -> None:
-        self.con, self.config = con, config
+    def __init__(self, con: duckdb.DuckDBPyConnection, config: JudgeConfig, judge_name: str) -> None:
+        self.con, self.config, self.judge_name = con, config, judge_name
         self.rows: list[dict] = []
         self.lock = threading.Lock()
 
@@ -98,7 +95,6 @@ class CacheWriter:
             return self.con.execute(sql, params or []).fetchall()
 
     def add(self, request: Request, result: Result) -> None:
-        score = result.score
         self.rows.append(
             {
                 "cache_key": request.cache_key,
@@ -106,16 +102,12 @@ class CacheWriter:
                 "swapped": request.swapped,
                 "endpoint_host": self.config.endpoint_host,
                 "model": self.config.model,
-                "prompt_version": PROMPT_VERSION,
+                "judge": self.judge_name,
                 "mode": self.config.mode,
-                "status": score.status if score else "rejected" if result.permanent else "error",
+                "status": "ok" if result.answered else "rejected" if result.permanent else "error",
                 "error": result.reason,
                 "error_detail": result.detail,
                 "top_logprobs_json": json.dumps(result.top_logprobs) if result.top_logprobs is not None else None,
-                "p_a": score.p_a if score else None,
-                "p_b": score.p_b if score else None,
-                "p_tie": score.p_tie if score else None,
-                "label_mass": score.label_mass if score else None,
                 "latency_s": result.latency_s,
                 "prompt_tokens": result.prompt_tokens,
                 "completion_tokens": result.completion_tokens,
@@ -133,8 +125,7 @@ class CacheWriter:
         if not rows:
             return
         frame = pd.DataFrame(rows).drop_duplicates("cache_key", keep="last")
-        for col in ("p_a", "p_b", "p_tie", "label_mass", "latency_s"):
-            frame[col] = frame[col].astype("float64")
+        frame["latency_s"] = frame["latency_s"].astype("float64")
         for col in ("prompt_tokens", "completion_tokens", "attempts", "prompt_tokens_est"):
             frame[col] = frame[col].astype("Int64")
         with self.lock:
@@ -174,8 +165,9 @@ def cached_keys(con: duckdb.DuckDBPyConnection, keys: list[str]) -> set[str]:
 
 
 def read_results(con: duckdb.DuckDBPyConnection, requests: list[Request]) -> pd.DataFrame:
-    """One row per request, in order: ``item_id, swapped, status, error, p_a, p_b, p_tie,
-    label_mass`` from the cache; a request without a row is ``error`` / ``not_scored``."""
+    """One row per request, in order: ``item_id, swapped, status, error, top_logprobs_json,
+    attempts, prompt_tokens, completion_tokens, latency_s`` from the cache; a request without a
+    row is ``error`` / ``not_scored``."""
     frame = pd.DataFrame(
         {"pos": range(len(requests)), "cache_key": [r.cache_key for r in requests],
          "item_id": [r.item_id for r in requests], "swapped": [r.swapped for r in requests]}
@@ -185,7 +177,7 @@ def read_results(con: duckdb.DuckDBPyConnection, requests: list[Request]) -> pd.
         return con.execute(
             f"SELECT r.item_id, r.swapped, coalesce(c.status, 'error') AS status, "
             f"CASE WHEN c.status IS NULL THEN 'not_scored' ELSE c.error END AS error, "
-            f"c.p_a, c.p_b, c.p_tie, c.label_mass "
+            f"c.top_logprobs_json, c.attempts, c.prompt_tokens, c.completion_tokens, c.latency_s "
             f"FROM __llm_requests r LEFT JOIN {CACHE_TABLE} c USING (cache_key) ORDER BY r.pos"
         ).df()
     finally:

@@ -20,7 +20,7 @@ import openai
 from .cache import CacheWriter
 from .config import JudgeConfig
 from .faults import Breaker, EndpointError, classify, redact, with_retries
-from .protocol import Request, Result, parse_completion, request_body
+from .protocol import Request, Result, parse_completion
 from .stats import ScoringStats
 
 log = logging.getLogger(__name__)
@@ -104,8 +104,8 @@ async def score_online(
                 # The client's generic POST (documented for raw requests) returns the JSON as a
                 # dict: same errors, auth and timeouts as ``chat.completions.create`` without its
                 # ~2 ms/call of request transformation and response-model building.
-                body = await client.post("/chat/completions", cast_to=dict, body=request_body(config, request.messages))
-                return parse_completion(body, request.swapped)
+                body = await client.post("/chat/completions", cast_to=dict, body=request.body)
+                return parse_completion(body)
 
             result, attempts, failure = await with_retries(call, config, breaker, count_call)
             if failure is None:

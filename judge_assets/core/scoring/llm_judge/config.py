@@ -19,7 +19,10 @@ class JudgeConfig:
     sends it, else ``uniform(0, min(backoff_max_s, backoff_base_s * 2**(attempt-1)))``.
     ``breaker_threshold``: this many endpoint faults in a row (auth, not found, connection,
     timeout, or a request that failed with 5xx on every attempt) stop the run with
-    :class:`~.errors.EndpointError`. ``base_url`` may carry a query string (sent with every
+    :class:`~.errors.EndpointError`. ``swap=False`` turns off the second answer order for every
+    pairwise judge (a judge file can turn it off for itself). ``price_in_per_1m`` /
+    ``price_out_per_1m``: US dollars per million prompt / completion tokens, when known (for
+    ``cost_usd``). ``base_url`` may carry a query string (sent with every
     request) and user info; both, like the key, are redacted from every stored or logged text
     and from ``repr``.
     """
@@ -30,13 +33,14 @@ class JudgeConfig:
     concurrency: int = 16
     timeout: float = 60.0
     swap: bool = True
-    top_logprobs: int = 5
     max_attempts: int = 5
     mode: str = "online"
     poll_interval: float = 10.0
     backoff_base_s: float = 0.5
     backoff_max_s: float = 30.0
     breaker_threshold: int = 5
+    price_in_per_1m: float | None = None
+    price_out_per_1m: float | None = None
 
     def __post_init__(self) -> None:
         if not self.base_url or urlsplit(self.base_url).scheme not in ("http", "https"):
@@ -47,15 +51,13 @@ class JudgeConfig:
             raise ValueError(f"JudgeConfig.mode must be 'online' or 'batch', got {self.mode!r}")
         if self.concurrency < 1 or self.max_attempts < 1 or self.breaker_threshold < 1:
             raise ValueError("JudgeConfig.concurrency, max_attempts and breaker_threshold must be >= 1")
-        if not 1 <= self.top_logprobs <= 20:
-            raise ValueError(f"JudgeConfig.top_logprobs must lie in [1, 20], got {self.top_logprobs}")
         if self.timeout <= 0 or self.poll_interval < 0:
             raise ValueError("JudgeConfig.timeout must be > 0 and poll_interval >= 0")
 
     def __repr__(self) -> str:
         return (
             f"JudgeConfig(endpoint_host={self.endpoint_host!r}, model={self.model!r}, mode={self.mode!r}, "
-            f"concurrency={self.concurrency}, timeout={self.timeout}, swap={self.swap}, top_logprobs={self.top_logprobs})"
+            f"concurrency={self.concurrency}, timeout={self.timeout}, swap={self.swap})"
         )
 
     @property

@@ -8,38 +8,41 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 from .config import JudgeConfig
-from .prompts import TokenScore, map_top_logprobs
+from .specs import JudgeSpec
 
 
-def request_body(config: JudgeConfig, messages: Sequence[Mapping]) -> dict:
-    """The chat-completions request body (online call and batch line alike)."""
+def request_body(config: JudgeConfig, judge: JudgeSpec, messages: Sequence[Mapping]) -> dict:
+    """The chat-completions request body (online call and batch line alike): the model, the
+    messages and the judge's ``max_tokens``, ``temperature`` and ``top_logprobs``."""
     return {
         "model": config.model,
         "messages": list(messages),
-        "max_tokens": 1,
-        "temperature": 0,
+        "max_tokens": judge.max_tokens,
+        "temperature": judge.temperature,
         "logprobs": True,
-        "top_logprobs": config.top_logprobs,
+        "top_logprobs": judge.top_logprobs,
     }
 
 
 @dataclass(frozen=True)
 class Request:
-    """One request: an item in one answer order. ``messages`` as from ``render_messages``."""
+    """One request: an item in one answer order for one judge. ``messages`` as from
+    ``render_messages``; ``body`` the request body the cache key is computed from."""
 
     cache_key: str
     item_id: str
     swapped: bool
     messages: list
+    body: dict
 
 
 @dataclass
 class Result:
-    """What one request came to: a ``score`` (None on failure, then ``reason``/``detail`` say
-    why, and ``permanent`` whether the endpoint rejected this very request for good), the raw
-    first-token candidates, and what it cost."""
+    """What one request came to: the first token's candidates ``top_logprobs`` (valid when
+    ``reason`` is None; else ``reason``/``detail`` say why it failed, and ``permanent`` whether
+    the endpoint rejected this very request for good), and what it cost. Mapping the candidates
+    to labels is the judge's business (:func:`.prompts.map_top_logprobs`), done when reading."""
 
-    score: TokenScore | None = None
     top_logprobs: list | None = None
     reason: str | None = None
     detail: str | None = None
@@ -48,6 +51,11 @@ class Result:
     completion_tokens: int | None = None
     attempts: int = 1
     permanent: bool = False
+
+    @property
+    def answered(self) -> bool:
+        """The endpoint answered with usable first-token candidates."""
+        return self.reason is None and self.top_logprobs is not None
 
 
 class MalformedResponse(Exception):
@@ -59,7 +67,7 @@ def estimate_tokens(messages: Sequence[Mapping]) -> int:
     return math.ceil(sum(len(str(m.get("content") or "")) for m in messages) / 4)
 
 
-def parse_completion(body: Mapping, swapped: bool) -> Result:
+def parse_completion(body: Mapping) -> Result:
     """Read a chat-completion body (dict) into a result; raises :class:`MalformedResponse`.
 
     Candidates whose logprob is NaN, infinite or above 0 give a failed result with reason
@@ -78,6 +86,4 @@ def parse_completion(body: Mapping, swapped: bool) -> Result:
     if bad is not None:
         result.reason = "invalid_logprobs"
         result.detail = f"first-token logprob {bad['logprob']} for {bad['token']!r}: logprobs must be finite and <= 0"
-    else:
-        result.score = map_top_logprobs(top, swapped)
     return result

@@ -44,7 +44,7 @@ class ScoringStats:
         }
 
     def record(self, result: Result) -> None:
-        if result.score is None:
+        if not result.answered:
             self.failures[result.reason] = self.failures.get(result.reason, 0) + 1
         else:
             self.scored += 1
