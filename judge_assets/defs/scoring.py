@@ -196,7 +196,8 @@ def model_probs(context: dg.AssetExecutionContext, duckdb: JudgeDuckDBResource, 
             )
         except ValueError as exc:  # an unknown JUDGE_PRIOR_JUDGE
             raise dg.Failure(description=f"JUDGE_PRIOR_JUDGE={llm_judge.prior_judge!r}: {exc}") from None
-        voters = sorted(llm.loc[(llm["status"] == "ok") & [set(v) <= set(classes) for v in llm["verdict_labels"]], "annotator"].unique()) if len(llm) else []
+        fit = pd.Series([set(v) <= set(classes) for v in llm["verdict_labels"]], index=llm.index, dtype=bool)
+        voters = sorted(llm.loc[(llm["status"] == "ok") & fit, "annotator"].unique())
         prior_from = llm_judge.prior_judge if llm_judge.prior_judge != "mean" else f"mean of {', '.join(voters) or 'no LLM judge'}"
         replace_table(con, "model_probs", probs)
         scorers = probs["scorer"].value_counts().to_dict()
