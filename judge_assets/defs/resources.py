@@ -125,7 +125,9 @@ class LLMJudgeResource(dg.ConfigurableResource):
             base_url = member.base_url or self.base_url
             if not base_url:
                 raise ConfigError(f"JUDGE_PANEL={self.panel}: model {member.model!r} has no base_url and JUDGE_LLM_BASE_URL is not set")
-            key = os.environ.get(member.api_key_var, "") if member.api_key_var else self.api_key or ""
+            if member.api_key_var and not os.environ.get(member.api_key_var, "").strip():
+                raise ConfigError(f"JUDGE_PANEL={self.panel}: model {member.model!r} names api_key_var {member.api_key_var}, which is not set")
+            key = os.environ[member.api_key_var] if member.api_key_var else self.api_key or ""
             configs.append(
                 JudgeConfig(base_url=base_url, model=member.model, api_key=key, price_in_per_1m=member.price_in_per_1m,
                             price_out_per_1m=member.price_out_per_1m, **common)

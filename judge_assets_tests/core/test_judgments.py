@@ -144,3 +144,27 @@ def test_mt_bench_item_keys_are_unchanged(mt_bench_db):
         "SELECT count(*) FROM items WHERE item_id <> question_id || ':' || turn || ':' || model_a || '|' || model_b"
     ).fetchone()[0] == 0
     assert con.execute("SELECT count(*) FROM items WHERE item_id = '81:1:alpaca-13b|gpt-4'").fetchone()[0] == 1
+
+
+def test_items_come_from_the_raw_votes_and_panel_verdicts_join_judgments(tmp_path):
+    con = duckdb.connect(str(tmp_path / "db.duckdb"))
+    _ingest(con, tmp_path, "single.jsonl", [
+        {"item_id": "x", "annotator": "h1", "label": "pass", "prompt": "2+2?", "response": "4", "reference": "4", "topic": "math"},
+        {"item_id": "x", "annotator": "h2", "label": "fail"},
+        {"item_id": "y", "annotator": "h1", "label": "fail", "prompt": "Capital of France?", "response": "Lyon", "criterion": "Correct?"},
+    ])
+    build_items(con)  # no judgments table needed: items read the canonical raw votes
+    assert con.execute("SELECT item_id, user_turns, response, reference, criterion, topic, n_human_votes FROM items ORDER BY 1").fetchall() == [
+        ("x", ["2+2?"], ["4"], ["4"], None, "math", 2), ("y", ["Capital of France?"], ["Lyon"], [None], "Correct?", None, 1),
+    ]
+    con.execute(
+        "CREATE TABLE llm_judge_scores AS SELECT * FROM (VALUES "
+        "('x', 'pf:m', 'ok', 'pass', ['pass', 'fail']), ('y', 'pf:m', 'error:timeout', NULL, ['pass', 'fail']), "
+        "('x', 'likert:m', 'ok', '3', ['1', '2', '3'])) AS t(item_id, annotator, status, verdict, verdict_labels)"
+    )
+    summary = build_judgments(con, (), ("pass", "fail"))
+    assert con.execute("SELECT item_id, annotator, annotator_kind, label, batch_id FROM judgments WHERE annotator_kind = 'llm'").fetchall() == [
+        ("x", "pf:m", "llm", "pass", None),
+    ]
+    assert (summary.panel_votes, summary.panel_voters, summary.scores_only) == (1, ("pf:m",), ("likert:m",))
+    assert summary.n_votes == 4 and summary.n_annotators == 3

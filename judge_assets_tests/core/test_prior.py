@@ -226,3 +226,24 @@ def test_a_lone_labelled_item_gets_a_uniform_row_that_says_so():
     out = build_model_probs(items, strength_labels(items).iloc[:1], None, CLASSES)
     assert list(out["scorer"]) == ["uniform", "oof_classifier", "oof_classifier", "oof_classifier"]
     np.testing.assert_allclose(out.loc[0, PROB_COLS].to_numpy(float), 1 / 3)
+
+
+def test_the_llm_prior_is_one_named_judge_or_the_panel_mean():
+    from judge_assets.core.scoring.prior import llm_prior
+
+    fit = [["A", "B", "tie"]] * 2
+    scores = pd.DataFrame({
+        "item_id": ["i1", "i1", "i1"], "annotator": ["j:a", "j:b", "likert:a"], "status": "ok",
+        "p_a": [0.6, 0.2, 0.9], "p_b": [0.2, 0.6, 0.05], "p_tie": [0.2, 0.2, 0.05], "verdict_labels": fit + [["1", "2"]],
+    })
+    mean = llm_prior(scores, CLASSES)
+    np.testing.assert_allclose(mean[PROB_COLS].to_numpy(float)[0], [0.4, 0.4, 0.2], atol=1e-3)  # likert:a's labels are not classes
+    one = llm_prior(scores, CLASSES, prior_judge="j:b")
+    np.testing.assert_allclose(one[PROB_COLS].to_numpy(float)[0], [0.2, 0.6, 0.2], atol=1e-3)
+    with pytest.raises(ValueError, match="prior judge 'j:c' did not score these items; judges: j:a, j:b, likert:a"):
+        llm_prior(scores, CLASSES, prior_judge="j:c")
+    # another class set reads llm_judge_probs; a label the judge lacks counts 0
+    generic = pd.DataFrame({"item_id": ["d1"], "annotator": ["pf:a"], "status": ["ok"], "verdict_labels": [["pass", "fail"]]})
+    probs = pd.DataFrame({"item_id": ["d1", "d1"], "annotator": ["pf:a"] * 2, "label": ["pass", "fail"], "p": [0.8, 0.2]})
+    out = llm_prior(generic, ("pass", "fail", "unsure"), llm_probs=probs)
+    assert out["scorer"].tolist() == ["llm_logprobs"] and out["p_pass"].iloc[0] == pytest.approx(0.8, abs=1e-3)
