@@ -7,7 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from judge_assets.core.reports.alignment import alignment_history, alignment_report, output_grades, regrade_candidates
+from judge_assets.core.reports.alignment import (
+    alignment_history, alignment_report, grade_rows, latest_grades, output_grades, regrade_candidates, regrade_counts,
+)
+from judge_assets.core.reports.changes import changes
 from judge_assets.core.scoring.criteria import CriteriaError, load_criteria, parse_criteria, run_code_assertions, validate_against_table
 
 CRITERIA = {
@@ -138,3 +141,43 @@ def test_regrade_candidates_rank_grades_that_disagree_with_the_assertions_and_la
     first = ranked.set_index("item_id")
     assert first.loc["a", "assertions_disagree"] and first.loc["a", "later_neighbours_disagree"] == pytest.approx(1.0)
     assert first.loc["c", "later_neighbours_disagree"] == 0.0  # nothing graded after it
+
+
+def _raw(con, rows):
+    con.execute("CREATE OR REPLACE TABLE raw_judgments (item_id VARCHAR, annotator VARCHAR, label VARCHAR, criterion VARCHAR, "
+                "batch_id VARCHAR, source_row BIGINT, ingested_at TIMESTAMP)")
+    con.executemany("INSERT INTO raw_judgments VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+
+
+def test_grades_are_keyed_by_output_criterion_and_grader_and_the_last_grade_counts():
+    con = duckdb.connect()
+    _raw(con, [
+        ("o1", "g1", "good", None, "b1", 1, "2024-01-01"),
+        ("o1", "g1", "bad", "concise", "b1", 2, "2024-01-01"),  # another criterion, same grader and output: its own grade
+        ("o2", "g1", "bad", "", "b1", 3, "2024-01-01"),
+        ("o1", "g1", "bad", None, "b2", 1, "2024-01-02"),  # re-graded, label changed
+        ("o2", "g1", "Bad", None, "b2", 2, "2024-01-02"),  # re-graded, same label
+        ("o3", "g1", "A", None, "b2", 3, "2024-01-02"),  # not a grade
+    ])
+    rows = grade_rows(con)
+    assert len(rows) == 5 and list(rows["batch_number"]) == [1, 1, 1, 2, 2]
+    grades = latest_grades(rows).set_index(["item_id", "criterion"])
+    assert len(grades) == 3 and grades.loc[("o1", "concise"), "bad"] and grades.loc[("o1", "overall"), "bad"]
+    assert grades.loc[("o1", "overall"), "previous_grade"] == "good" and grades.loc[("o1", "overall"), "changed"]
+    assert grades.loc[("o2", "overall"), "n_grades"] == 2 and not grades.loc[("o2", "overall"), "changed"]
+    assert regrade_counts(rows) == {"regraded": 2, "label_changed": 1}
+    assert grade_rows(duckdb.connect()).empty  # no raw table: no grades
+
+
+def test_the_ingest_report_counts_regrades_even_when_the_label_is_unchanged():
+    base = {"raw_rows": 2, "batches": 1, "votes": 2, "items": 2, "annotators": 1, "labels": {}, "label_table": None, "llm_cache_rows": None}
+    before = {**base, "votes_by_key": {("o1", "g1"): ("good", "b1", 1), ("o2", "g1"): ("bad", "b1", 2)},
+              "grades_by_key": {("o1", "overall", "g1"): ("good", "b1", 1), ("o1", "concise", "g1"): ("good", "b1", 3)}}
+    after = {**base, "raw_rows": 4, "batches": 2,
+             "votes_by_key": {("o1", "g1"): ("bad", "b2", 1), ("o2", "g1"): ("bad", "b2", 2), ("o3", "g1"): ("good", "b2", 3)},
+             "grades_by_key": {("o1", "overall", "g1"): ("bad", "b2", 1), ("o1", "concise", "g1"): ("good", "b1", 3)}}
+    report = changes(before, after)
+    assert (report.regraded, report.regrade_label_changed, report.grades_regraded, report.grade_changed) == (2, 1, 1, 1)
+    text = "\n".join(report.lines())
+    assert "re-graded 2 (a newer vote by the same annotator on the same item), label changed 1" in text
+    assert "grades re-graded 1 (same grader, output and criterion), grade changed 1" in text

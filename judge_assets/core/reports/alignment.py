@@ -235,3 +235,87 @@ def regrade_candidates(
         assertions_disagree=disagree_set.astype(bool), later_neighbours_disagree=later_share, score=0.5 * disagree_set + 0.5 * later_share
     )
     return out.sort_values(["score", "item_id"], ascending=[False, True]).head(top).reset_index(drop=True)
+
+
+# --- grades from the raw rows ------------------------------------------------------------------
+#
+# Grades arrive as generic rows of ``raw_judgments`` (``item_id`` = the output, ``annotator`` = the
+# grader, ``label`` = good/bad or pass/fail, optional ``criterion``). The vote key of
+# ``judgments`` is (item_id, annotator), so two criteria graded by one grader on one output would
+# collapse there into one vote; grades are therefore read from the raw rows with their own key
+# (item_id, criterion, grader) and the same last-one-counts rule as votes (latest ``ingested_at``,
+# then later batch id, then later row).
+
+GRADE_COLUMNS = [
+    "item_id", "criterion", "grader", "grade", "bad", "batch_id", "source_row", "ingested_at", "seq", "batch_number", "grade_rank",
+    "n_grades",
+]
+
+
+def grade_rows(con, raw_table: str = "raw_judgments") -> pd.DataFrame:
+    """Every grade row of ``raw_table`` (all of them, replaced ones too), ranked.
+
+    A grade is a raw row whose ``label`` is one of :data:`GOOD` / :data:`BAD` (case-insensitive);
+    other rows (pairwise votes, other classes) are not grades. Columns :data:`GRADE_COLUMNS`:
+    ``criterion`` (``overall`` when absent or empty), ``bad``, ``seq`` (arrival order, 1 = first),
+    ``batch_number`` (1 = the first batch holding grades, by first ``ingested_at`` then batch id),
+    ``grade_rank`` (1 = the grade that counts for its (item_id, criterion, grader)), ``n_grades``
+    (how many grades that key received).
+    """
+    from judge_assets.core.db import table_columns, table_exists
+
+    empty = pd.DataFrame({c: pd.Series(dtype="object") for c in GRADE_COLUMNS}).astype(
+        {"bad": "bool", "source_row": "int64", "seq": "int64", "batch_number": "int64", "grade_rank": "int64", "n_grades": "int64",
+         "ingested_at": "datetime64[us]"}
+    )
+    if not table_exists(con, raw_table):
+        return empty
+    cols = set(table_columns(con, raw_table))
+    if not {"item_id", "annotator", "label"} <= cols:
+        return empty
+    criterion = "coalesce(nullif(trim(CAST(criterion AS VARCHAR)), ''), 'overall')" if "criterion" in cols else "'overall'"
+    labels = "[" + ", ".join(f"'{v}'" for v in GOOD + BAD) + "]"
+    frame = con.execute(
+        f"""
+        WITH g AS (
+            SELECT CAST(item_id AS VARCHAR) AS item_id, {criterion} AS criterion, CAST(annotator AS VARCHAR) AS grader,
+                   CAST(label AS VARCHAR) AS grade, list_contains(?, lower(trim(CAST(label AS VARCHAR)))) AS bad,
+                   batch_id, CAST(source_row AS BIGINT) AS source_row, CAST(ingested_at AS TIMESTAMP) AS ingested_at
+            FROM {raw_table}
+            WHERE label IS NOT NULL AND item_id IS NOT NULL AND annotator IS NOT NULL
+              AND list_contains({labels}, lower(trim(CAST(label AS VARCHAR))))
+        ),
+        batches AS (
+            SELECT batch_id, row_number() OVER (ORDER BY min(ingested_at), batch_id) AS batch_number FROM g GROUP BY batch_id
+        )
+        SELECT g.*, row_number() OVER (ORDER BY ingested_at, g.batch_id, source_row) AS seq, b.batch_number,
+               row_number() OVER (PARTITION BY item_id, criterion, grader ORDER BY ingested_at DESC, g.batch_id DESC, source_row DESC) AS grade_rank,
+               count(*) OVER (PARTITION BY item_id, criterion, grader) AS n_grades
+        FROM g JOIN batches b USING (batch_id)
+        ORDER BY seq
+        """,
+        [list(BAD)],
+    ).df()
+    return frame[GRADE_COLUMNS] if len(frame) else empty
+
+
+def latest_grades(rows: pd.DataFrame) -> pd.DataFrame:
+    """The ``grades`` table: one row per (item_id, criterion, grader), the grade that counts, with
+    ``n_grades``, ``previous_grade`` (the grade it replaced, NULL when first) and ``changed``
+    (the replaced grade said the other thing: good ↔ bad)."""
+    ordered = rows.sort_values("seq")
+    previous = ordered[ordered["grade_rank"] == 2][["item_id", "criterion", "grader", "grade", "bad"]]
+    previous = previous.rename(columns={"grade": "previous_grade", "bad": "previous_bad"})
+    latest = ordered[ordered["grade_rank"] == 1].merge(previous, on=["item_id", "criterion", "grader"], how="left")
+    latest["changed"] = latest["previous_bad"].notna() & (latest["previous_bad"].astype("boolean") != latest["bad"]).fillna(False).astype(bool)
+    columns = ["item_id", "criterion", "grader", "grade", "bad", "batch_id", "batch_number", "source_row", "n_grades", "previous_grade", "changed"]
+    out = latest.reindex(columns=columns).sort_values(["item_id", "criterion", "grader"]).reset_index(drop=True)
+    return out.astype({"previous_grade": "object", "changed": "bool"})
+
+
+def regrade_counts(rows: pd.DataFrame) -> dict[str, int]:
+    """How many grades were replaced by a later grade of the same grader on the same output and
+    criterion (``regraded``), and how many of those keys now say the other thing (``label_changed``:
+    the grade that counts differs from the one before it)."""
+    latest = latest_grades(rows) if len(rows) else pd.DataFrame(columns=["n_grades", "changed"])
+    return {"regraded": int((rows["grade_rank"] > 1).sum()) if len(rows) else 0, "label_changed": int(latest["changed"].sum())}
