@@ -6,9 +6,16 @@ import warnings
 
 import numpy as np
 import pytest
-from cleanlab.multiannotator import get_label_quality_multiannotator, get_majority_vote_label
+from cleanlab.multiannotator import get_active_learning_scores, get_label_quality_multiannotator, get_majority_vote_label
 
-from judge_assets.core.consensus.crowdlab import _segment_sums, crowdlab, crowdlab_reference, majority_vote
+from judge_assets.core.consensus.crowdlab import (
+    _packed_label_distribution,
+    _segment_sums,
+    active_learning_scores,
+    crowdlab,
+    crowdlab_reference,
+    majority_vote,
+)
 from judge_assets.core.consensus.votes import CrowdlabResult, Votes
 
 EXACT_FIELDS = ("consensus_label", "worst_class", "num_annotations", "num_examples_labeled")
@@ -319,3 +326,45 @@ def test_scales_to_shapes_whose_dense_matrix_would_not_fit():
     assert result.consensus_label.shape == (n_items,)
     assert (result.consensus_label == truth).mean() > 0.85
     assert result.num_examples_labeled.sum() == len(item)
+
+
+@pytest.mark.parametrize("seed", range(48))
+def test_activelab_equals_cleanlab_on_random_problems_with_unlabelled_items(seed):
+    votes, pred_probs = random_problem(seed)
+    unlabelled = np.random.default_rng(seed + 1000).dirichlet(np.ones(pred_probs.shape[1]), size=1 + seed % 4)
+    ref = run_seeded(get_active_learning_scores, votes.to_matrix(), pred_probs, unlabelled, seed=seed)
+    got = run_seeded(active_learning_scores, votes, pred_probs, unlabelled, seed=seed)
+    np.testing.assert_array_equal(got[0], ref[0])
+    np.testing.assert_array_equal(got[1], ref[1])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_activelab_with_one_vote_per_item_equals_cleanlab(seed):
+    """cleanlab's other branch: no temperature scaling, the vote is the consensus, weights 1."""
+    rng = np.random.default_rng(seed)
+    n_items, n_annotators, n_classes = 25, 4, 2 + seed % 3
+    annotator = np.concatenate([np.arange(n_annotators), rng.integers(0, n_annotators, n_items - n_annotators)])
+    votes = make_votes(np.arange(n_items), annotator, rng.integers(0, n_classes, n_items), n_items, n_annotators, n_classes)
+    pred_probs = rng.dirichlet(np.ones(n_classes), size=n_items)
+    unlabelled = rng.dirichlet(np.ones(n_classes), size=3)
+    ref = get_active_learning_scores(votes.to_matrix(), pred_probs, unlabelled)
+    got = active_learning_scores(votes, pred_probs, unlabelled)
+    np.testing.assert_array_equal(got[0], ref[0])
+    np.testing.assert_array_equal(got[1], ref[1])
+    assert active_learning_scores(votes, pred_probs)[1].size == 0
+
+
+def test_activelab_label_distribution_packs_counts_like_cleanlab():
+    """cleanlab's temperature search counts an item's float labels with ``value_counts``, which puts
+    the counts of the classes present first; the engine follows it (else the temperature differs)."""
+    counts = np.array([[0, 0, 2], [1, 0, 1], [1, 1, 1]])
+    np.testing.assert_array_equal(
+        _packed_label_distribution(counts, counts.sum(axis=1)), [[1.0, 0, 0], [0.5, 0.5, 0], [1 / 3, 1 / 3, 1 / 3]]
+    )
+
+
+def test_activelab_never_builds_the_dense_matrix(monkeypatch):
+    votes, pred_probs = random_problem(5)
+    monkeypatch.setattr(Votes, "to_matrix", lambda self: pytest.fail("ActiveLab built the dense matrix"))
+    scores, _ = active_learning_scores(votes, pred_probs)
+    assert scores.shape == (votes.n_items,) and ((scores >= 0) & (scores <= 1)).all()

@@ -8,13 +8,13 @@ import pandas as pd
 import pytest
 
 from judge_assets.config import BUNDLED_DATA_DIR
-from judge_assets.core.consensus.active_learning import active_learning_ranking, build_label_next
+from judge_assets.core.consensus.active_learning import active_learning_item_scores, build_label_next, stored_votes
 from judge_assets.core.labels import stored_label_set
 from judge_assets.core.plots import plot_annotator_drift
 from judge_assets.core.reports.changes import changes, snapshot
 from judge_assets.core.reports.history import append_annotator_history
-from judge_assets.core.sources.gate import admit_files, check_file, quarantine, stage_file, stored_column_types
-from judge_assets.core.sources.batches import JudgmentInputError, file_batch, record_batch
+from judge_assets.core.sources.gate import admit_files, check_file, quarantine, stage_file, stored_column_types, unresolved_rejections
+from judge_assets.core.sources.batches import JudgmentInputError, file_batch, record_batch, registered_batch
 from judge_assets.core.consensus.votes import Votes
 
 
@@ -145,20 +145,18 @@ def _votes() -> Votes:
     return Votes.from_frame(frame, ("A", "B", "tie"), item_ids=["agreed", "split", "unseen"])
 
 
-def test_active_learning_ranks_a_disputed_item_before_a_unanimous_one():
+def test_active_learning_scores_a_disputed_item_below_a_unanimous_one():
     probs = np.array([[0.8, 0.1, 0.1], [0.4, 0.4, 0.2], [0.34, 0.33, 0.33]])
-    ranking = active_learning_ranking(_votes(), probs).set_index("item_id")
-    assert ranking.loc["split", "label_next_rank"] < ranking.loc["agreed", "label_next_rank"]
-    assert ranking.loc["unseen", "num_annotations"] == 0 and ranking.loc["agreed", "num_annotations"] == 4
-    assert sorted(ranking["label_next_rank"]) == [1, 2, 3]
-    assert ranking["active_learning_score"].between(0, 1).all()
+    scores = dict(zip(_votes().item_ids, active_learning_item_scores(_votes(), probs)))
+    assert scores["split"] < scores["agreed"]
+    assert all(0 <= s <= 1 for s in scores.values()) and len(scores) == 3
 
 
 def test_active_learning_refuses_misaligned_or_improper_probabilities():
     with pytest.raises(ValueError, match=r"expected \(n_items, n_classes\) = \(3, 3\)"):
-        active_learning_ranking(_votes(), np.full((2, 3), 1 / 3))
+        active_learning_item_scores(_votes(), np.full((2, 3), 1 / 3))
     with pytest.raises(ValueError, match="summing to 1"):
-        active_learning_ranking(_votes(), np.full((3, 3), 0.5))
+        active_learning_item_scores(_votes(), np.full((3, 3), 0.5))
 
 
 def test_label_next_ranks_every_mt_bench_item_with_its_text(mt_bench_db):
@@ -174,6 +172,33 @@ def test_label_next_ranks_every_mt_bench_item_with_its_text(mt_bench_db):
     with pytest.raises(ValueError, match="model_probs has no row for 1 item"):
         build_label_next(con)
     con.close()
+
+
+def test_label_next_equals_cleanlab_activelab_on_mt_bench_with_unlabelled_items(mt_bench_db):
+    """The sparse engine against cleanlab's dense ``get_active_learning_scores``, on real votes with
+    a varied prior, plus two items nobody labelled yet (scored from the prior alone)."""
+    from cleanlab.multiannotator import get_active_learning_scores
+
+    con = duckdb.connect(str(mt_bench_db))
+    con.execute("INSERT INTO items (item_id) VALUES ('zz:unlabelled:1'), ('zz:unlabelled:2')")
+    con.execute(
+        "CREATE TABLE model_probs AS SELECT item_id, a / (a + b + c) AS p_A, b / (a + b + c) AS p_B, c / (a + b + c) AS p_tie "
+        "FROM (SELECT item_id, 1 + hash(item_id) % 7 AS a, 1 + hash(item_id || 'b') % 5 AS b, 1 + hash(item_id || 't') % 3 AS c FROM items)"
+    )
+    assert build_label_next(con) == 2402
+    got = con.execute("SELECT item_id, active_learning_score, num_annotations FROM label_next").df().set_index("item_id")
+    probs = con.execute("SELECT item_id, p_A, p_B, p_tie FROM model_probs").df().set_index("item_id")
+    votes = stored_votes(con, stored_label_set(con).labels)
+    con.close()
+    labelled = votes.num_annotations() > 0
+    matrix = votes.to_matrix()[labelled]
+    ids = list(votes.item_ids)
+    ref, ref_unlabelled = get_active_learning_scores(
+        matrix, probs.loc[matrix.index].to_numpy(), probs.loc[[i for i, ok in zip(ids, labelled) if not ok]].to_numpy()
+    )
+    np.testing.assert_array_equal(got.loc[matrix.index, "active_learning_score"].to_numpy(), ref)
+    np.testing.assert_array_equal(got.loc[["zz:unlabelled:1", "zz:unlabelled:2"], "active_learning_score"].to_numpy(), ref_unlabelled)
+    assert (got.loc[["zz:unlabelled:1", "zz:unlabelled:2"], "num_annotations"] == 0).all()
 
 
 GENERIC_MESSAGE = (
@@ -198,7 +223,9 @@ def test_admit_refuses_a_generic_file_into_a_pairwise_database_and_changes_nothi
     assert admission.status == "refused"
     assert admission.message.startswith(f"refused: {upload.resolve()}: {GENERIC_MESSAGE}; moved to ")
     assert "\n" not in admission.message
-    assert _fingerprint(con) == before
+    after = _fingerprint(con)
+    assert after.pop("rejected_files")[0] == 1  # the refusal is recorded; nothing else changed
+    assert after == before
     assert not upload.exists() and GENERIC_MESSAGE in (tmp_path / "rejected" / "generic.csv.error.txt").read_text()
     assert not (tmp_path / "batches").exists()
 
@@ -225,3 +252,51 @@ def test_check_file_reports_the_schema_before_the_labels(tmp_path):
     with pytest.raises(JudgmentInputError, match="this file holds labels in the generic schema") as err:
         check_file(path, ("A", "B", "tie"), schemas=frozenset({"pairwise"}))
     assert err.value.row is None and err.value.column is None
+
+
+def _rejected_rows(con) -> list[tuple]:
+    return con.execute("SELECT file, resolved, resolution FROM rejected_files ORDER BY rejected_at, rowid").fetchall()
+
+
+def test_a_refused_file_is_recorded_until_a_file_of_its_name_passes_or_it_leaves_rejected(mt_bench_db, tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    votes = pd.read_parquet(BUNDLED_DATA_DIR / "human.parquet").iloc[:4].drop(columns=["conversation_a", "conversation_b"])
+    bad = votes.copy()
+    bad.loc[1, "winner"] = "model_c"
+    for name in ("typo.jsonl", "other.jsonl"):
+        bad.to_json(inbox / name, orient="records", lines=True)
+    con = duckdb.connect(str(mt_bench_db))
+    admit_files(con, [inbox / "typo.jsonl", inbox / "other.jsonl"], tmp_path / "batches", inbox / "rejected")
+
+    [first, second] = unresolved_rejections(con)
+    assert (first.file, second.file) == ("typo.jsonl", "other.jsonl")
+    assert first.reason.endswith("typo.jsonl, row 2, column 'winner': is not one of model_a, model_b, tie, tie (inconsistent) (value 'model_c')")
+    assert first.moved_to == str(inbox / "rejected" / "typo.jsonl") and first.rejected_at is not None
+
+    votes["judge"] = votes["judge"] + "_fixed"  # the fixed file passes the gate under the same name
+    votes.to_json(inbox / "typo.jsonl", orient="records", lines=True)
+    admit_files(con, [inbox / "typo.jsonl"], tmp_path / "batches", inbox / "rejected")
+    (inbox / "rejected" / "other.jsonl").unlink()  # the user gave up on this one
+
+    assert unresolved_rejections(con) == []
+    [(_, typo_resolved, typo_how), (_, other_resolved, other_how)] = _rejected_rows(con)
+    assert typo_resolved and typo_how.startswith("a file of that name passed the gate: accepted, batch typo-")
+    assert other_resolved and other_how == "removed from rejected/"
+    con.close()
+
+
+def test_a_missing_file_is_refused_but_not_recorded_as_rejected(mt_bench_db, tmp_path):
+    con = duckdb.connect(str(mt_bench_db))
+    [admission] = admit_files(con, [tmp_path / "nowhere.csv"], tmp_path / "batches", tmp_path / "rejected")
+    assert admission.status == "refused" and unresolved_rejections(con) == []
+    con.close()
+
+
+def test_an_unregistered_batch_is_a_one_line_input_error_naming_how_batches_are_added(mt_bench_db):
+    con = duckdb.connect(str(mt_bench_db), read_only=True)
+    with pytest.raises(JudgmentInputError) as err:
+        registered_batch(con, "typed-by-hand")
+    con.close()
+    assert str(err.value).startswith("annotation batch 'typed-by-hand': no such batch in annotation_batches")
+    assert "`judge-assets ingest FILE`" in str(err.value) and "\n" not in str(err.value)

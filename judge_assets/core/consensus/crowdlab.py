@@ -535,3 +535,105 @@ def crowdlab_reference(votes: Votes, pred_probs: np.ndarray) -> CrowdlabResult:
         annotator_weight=np.asarray(out["annotator_weight"]),
         model_weight=float(out["model_weight"]),
     )
+
+
+# --------------------------------------------------------------------------- ActiveLab
+
+
+def _packed_label_distribution(label_count: np.ndarray, num_annotations: np.ndarray) -> np.ndarray:
+    """The per-item "empirical label distribution" cleanlab 2.9 feeds its temperature search, shape (n_items, K).
+
+    label_count : shape (n_items, K) votes per class. num_annotations : shape (n_items,).
+
+    ``compute_soft_cross_entropy`` counts an item's labels with ``value_counts(labels,
+    num_classes=K)`` on float codes; when the item lacks some class, that helper packs the counts
+    of the classes present (ascending) into the first positions instead of at their class codes.
+    This reproduces it, so the temperature, and with it every ActiveLab score, equals cleanlab's.
+    """
+    present = label_count > 0
+    position = np.cumsum(present, axis=1) - 1
+    rows, cols = np.nonzero(present)
+    packed = np.zeros_like(label_count)
+    packed[rows, position[rows, cols]] = label_count[rows, cols]
+    return packed / num_annotations[:, None]
+
+
+def _best_temperature(label_count: np.ndarray, num_annotations: np.ndarray, pred_probs: np.ndarray) -> float:
+    """cleanlab's ``find_best_temp_scaler`` from sparse counts: the temperature (coarse grid, then a
+    fine grid around the best) minimising the mean soft cross-entropy between the items' label
+    distributions and the temperature-scaled ``pred_probs`` (shape (n_items, K))."""
+    from cleanlab.internal.multiannotator_utils import SMALL_CONST, _set_fine_search_range
+    from cleanlab.internal.numerics import softmax
+
+    n_classes = pred_probs.shape[1]
+    empirical = _packed_label_distribution(label_count, num_annotations)
+    log_pred_probs = np.log(pred_probs, where=pred_probs > 0, out=np.full(pred_probs.shape, -np.inf))
+
+    def mean_cross_entropy(temperature: float) -> float:
+        scaled = softmax(log_pred_probs, temperature=temperature, axis=1, shift=False)
+        clipped = np.clip(scaled, a_min=SMALL_CONST, a_max=None)
+        return np.mean(-np.sum(empirical * np.log(clipped), axis=1) / np.log(n_classes))
+
+    coarse = [0.1, 0.2, 0.5, 0.8, 1, 2, 3, 5, 8]
+    best = np.argmin([mean_cross_entropy(t) for t in coarse])
+    fine = _set_fine_search_range(coarse, 4, best)
+    return fine[np.argmin([mean_cross_entropy(t) for t in fine])]
+
+
+def active_learning_scores(
+    votes: Votes, pred_probs: np.ndarray, pred_probs_unlabeled: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """ActiveLab scores from sparse votes, equal to cleanlab's.
+
+    votes : the votes on the labelled items; every item and annotator needs a vote.
+    pred_probs : shape (n_items, K), model class probabilities of the labelled items.
+    pred_probs_unlabeled : shape (n_unlabeled, K) or None, the items nobody labelled yet.
+
+    Returns ``(scores, scores_unlabeled)``, shapes (n_items,) and (n_unlabeled,) (empty without
+    unlabelled items), in [0, 1]: low = the item whose next label helps most. The same as
+    ``cleanlab.multiannotator.get_active_learning_scores(votes.to_matrix(), pred_probs,
+    pred_probs_unlabeled)``, from the same quantities as :func:`crowdlab`:
+
+    * some item has two or more votes: ``pred_probs`` are temperature-scaled to the votes
+      (:func:`_best_temperature`), CROWDLAB runs on them, and an item's score is its consensus
+      quality averaged with ``1/K``, weighted by (model weight + the weights of the item's
+      annotators) against the mean annotator weight;
+    * every item has one vote: no scaling, the consensus is that vote, its quality is the prior's
+      probability of it, and every weight is 1;
+    * unlabelled items: the scaled prior's top probability averaged with ``1/K``, weighted by the
+      model weight against the mean annotator weight.
+
+    Memory and time grow with n_votes + n_items·K, never n_items × n_annotators.
+    """
+    from cleanlab.internal.multiannotator_utils import temp_scale_pred_probs
+
+    num_annotations = votes.num_annotations()
+    if (num_annotations == 0).any() or (np.bincount(votes.annotator, minlength=votes.n_annotators) == 0).any():
+        raise ValueError("every labelled item and every annotator needs a vote (leave unlabelled items to pred_probs_unlabeled)")
+    prior = _check_pred_probs(votes, pred_probs)
+    n_classes = prior.shape[1]
+    layout = _layout(votes, num_annotations)
+    if (num_annotations == 1).all():
+        temperature = 1.0
+        consensus = np.empty(votes.n_items, dtype=np.int64)
+        consensus[votes.item] = votes.label
+        quality = prior[np.arange(votes.n_items), consensus]
+        model_weight = 1
+        annotator_weight = np.full(votes.n_annotators, 1)
+    else:
+        temperature = _best_temperature(_label_count(votes, n_classes), num_annotations, prior)
+        result = crowdlab(votes, temp_scale_pred_probs(prior, temperature))
+        quality, model_weight, annotator_weight = result.consensus_quality_score, result.model_weight, result.annotator_weight
+    mean_annotator_weight = np.mean(annotator_weight)
+    item_weight = _segment_sums(annotator_weight[votes.annotator[layout.by_item]].astype(np.float64), num_annotations)
+    scores = _weighted_mean(quality, 1 / n_classes, item_weight + model_weight, mean_annotator_weight)
+    if pred_probs_unlabeled is None:
+        return scores, np.array([])
+    unlabeled = temp_scale_pred_probs(np.asarray(pred_probs_unlabeled, dtype=np.float64), temperature)
+    return scores, _weighted_mean(np.max(unlabeled, axis=1), 1 / n_classes, model_weight, mean_annotator_weight)
+
+
+def _weighted_mean(value: np.ndarray, other: float, weight, other_weight) -> np.ndarray:
+    """``np.average((value, other), weights=(weight, other_weight))`` elementwise, in numpy's operation order."""
+    weight = np.broadcast_to(np.asarray(weight, dtype=np.float64), np.shape(value))
+    return (value * weight + other * np.float64(other_weight)) / (weight + np.float64(other_weight))
