@@ -23,6 +23,7 @@ DEFAULT_LLM_ANNOTATORS = ("gpt4_pair",)
 DEFAULT_MATRIX_MAX_ANNOTATORS = 1000
 DEFAULT_JUDGES_DIR = "judges"
 DEFAULT_PRIOR_JUDGE = "mean"
+DEFAULT_CRITERIA_FILE = "criteria.yaml"
 LLM_MODES = ("online", "batch")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -135,6 +136,12 @@ class Settings:
     llm: LLMSettings = field(default_factory=LLMSettings)
     sql_memory_limit: str = "1GB"
     sql_timeout: float | None = None
+    criteria_file: Path = field(default_factory=lambda: resolve_path(DEFAULT_CRITERIA_FILE))
+
+
+def criteria_file() -> Path:
+    """``JUDGE_CRITERIA_FILE`` resolved (default ``criteria.yaml`` in the project root, beside ``judges/``)."""
+    return resolve_path(os.environ.get("JUDGE_CRITERIA_FILE", "").strip() or DEFAULT_CRITERIA_FILE)
 
 
 def settings() -> Settings:
@@ -166,6 +173,9 @@ def settings() -> Settings:
       ``1GB`` (default) or ``512MB``.
     - ``JUDGE_SQL_TIMEOUT``: seconds after which a ``judge-assets sql`` query is stopped (default: no
       limit); ``--timeout`` overrides it.
+    - ``JUDGE_CRITERIA_FILE``: the criteria file of the EvalGen loop (criteria with code and LLM
+      assertions, see :mod:`judge_assets.core.scoring.criteria`), default ``criteria.yaml``; a
+      missing file leaves the ``criteria`` group's tables empty with a note.
     """
     env = os.environ
     key_var = next((n for n in ("JUDGE_LLM_API_KEY", "OPENAI_API_KEY") if env.get(n, "").strip()), None)
@@ -195,4 +205,5 @@ def settings() -> Settings:
         ),
         sql_memory_limit=env.get("JUDGE_SQL_MEMORY_LIMIT", "").strip() or Settings.sql_memory_limit,
         sql_timeout=parse_positive("JUDGE_SQL_TIMEOUT", env.get("JUDGE_SQL_TIMEOUT"), None, float),
+        criteria_file=criteria_file(),
     )

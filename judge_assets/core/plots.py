@@ -126,3 +126,29 @@ def plot_annotator_drift(history: pd.DataFrame, top: int = 8):
     ax.set_title(f"Annotator quality across batches (top {len(chosen)} by labels)")
     ax.legend(fontsize=7, loc="best")
     return fig
+
+
+def plot_alignment_history(history: pd.DataFrame):
+    """Coverage, false failure rate and alignment of every assertion per grading batch (rows of
+    ``assertion_report_history``): one line per ``criterion/assertion``; batches below the first
+    milestone have no numbers and leave a gap; a red ring marks a criterion's drift."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4), sharex=True)
+    if history.empty or history["alignment"].notna().sum() == 0 and history["coverage"].notna().sum() == 0:
+        axes[1].set_title("no numbers yet: fewer graded outputs than the first milestone")
+        return fig
+    batches = history[["batch_number", "batch_id"]].drop_duplicates().sort_values("batch_number")
+    for (criterion, assertion), rows in history.groupby(["criterion", "assertion"], sort=True):
+        rows = rows.sort_values("batch_number")
+        for ax, column in zip(axes, ("coverage", "false_failure_rate", "alignment")):
+            ax.plot(rows["batch_number"], rows[column], marker="o", markersize=3, label=f"{criterion}/{assertion}")
+        drift = rows[rows["drift"].fillna(False).astype(bool)]
+        axes[2].scatter(drift["batch_number"], drift["alignment"], s=80, facecolors="none", edgecolors="red")
+    for ax, title in zip(axes, ("coverage (bad outputs caught)", "false failure rate (good outputs failed)", "alignment")):
+        ax.set_title(title, fontsize=10)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xticks(batches["batch_number"], [str(n) for n in batches["batch_number"]], fontsize=7)
+        ax.set_xlabel("grading batch")
+    axes[0].legend(fontsize=6, loc="best")
+    fig.tight_layout()
+    return fig

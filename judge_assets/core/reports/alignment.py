@@ -34,6 +34,7 @@ import pandas as pd
 BAD = ("bad", "fail", "failed", "no", "0", "false", "thumbs_down")
 GOOD = ("good", "pass", "passed", "yes", "1", "true", "thumbs_up")
 OVERALL = "overall"
+SELECTED_SET = "(selected set)"
 MIN_GRADED = 20
 SELECT_AT = 50
 FFR_BUDGET = 0.2
@@ -132,8 +133,9 @@ def alignment_report(
     output and assertion). ``graded``: :func:`output_grades`. Returns (report, selection):
     ``report`` has :data:`REPORT_COLUMNS`, one row per assertion; ``selection`` one row per
     criterion (``criterion``, ``selected_assertion``, ``alignment``, ``status``) plus a row
-    ``criterion = '(selected set)'`` with the set's ``coverage``/``false_failure_rate``/``alignment``
-    over the overall grades (or "bad on any criterion" when there are none).
+    ``criterion = '(selected set)'`` with the set's metrics (every number of a report row: coverage,
+    false failure rate, precision, alignment, their intervals) over the overall grades (or "bad on
+    any criterion" when there are none); the set fails an output when any selected assertion does.
     """
     rows = []
     for (criterion, assertion), group in verdicts.groupby(["criterion", "assertion"], sort=True):
@@ -170,10 +172,9 @@ def alignment_report(
         truth = overall.set_index("item_id")["bad"] if len(overall) else graded.groupby("item_id")["bad"].any()
         joined = truth.to_frame().join(set_failed.rename("failed"), how="inner")
         metrics = assertion_metrics(joined["failed"].to_numpy(bool), joined["bad"].to_numpy(bool))
-        selection.append({"criterion": "(selected set)", "selected_assertion": ", ".join(chosen["assertion"]),
-                          "alignment": metrics["alignment"], "status": "selected", "coverage": metrics["coverage"],
-                          "false_failure_rate": metrics["false_failure_rate"]})
-    columns = ["criterion", "selected_assertion", "alignment", "status", "coverage", "false_failure_rate"]
+        selection.append({"criterion": SELECTED_SET, "selected_assertion": ", ".join(chosen["assertion"]), "status": "selected", **metrics})
+    columns = ["criterion", "selected_assertion", "alignment", "status", "coverage", "false_failure_rate",
+               *[c for c in REPORT_COLUMNS[4:-1] if c not in ("coverage", "false_failure_rate", "alignment")]]
     return report, pd.DataFrame(selection).reindex(columns=columns)
 
 

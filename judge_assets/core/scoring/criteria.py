@@ -177,3 +177,58 @@ def run_code_assertions(con: duckdb.DuckDBPyConnection, criteria: list[Criterion
         return pd.DataFrame(columns=["item_id", "criterion", "assertion", "kind", "passed", "failed"])
     params = [v for c in criteria for a in c.assertions if a.sql is not None for v in (c.name, a.name)]
     return con.execute(" UNION ALL ".join(parts), params).df()
+
+
+#: the temporary view code assertions read (see :func:`create_assertion_view`)
+ASSERTION_VIEW = "assertion_items"
+VERDICT_COLUMNS = ["item_id", "criterion", "assertion", "kind", "judge", "model", "status", "passed", "failed"]
+
+
+def create_assertion_view(con: duckdb.DuckDBPyConnection, table: str = "items", view: str = ASSERTION_VIEW) -> list[str]:
+    """A TEMP view of ``table`` where code assertions read plain text: every list column
+    (``items`` keeps texts per turn: ``user_turns``, ``response``, ``answers_a``, ``reference`` …)
+    becomes its last element (the judged turn's text), and ``prompt`` / ``response_a`` /
+    ``response_b`` are added from ``user_turns`` / ``answers_a`` / ``answers_b`` when absent. So
+    ``length(response) <= 280`` measures the output's characters, not a list's length.
+    Returns the view's columns."""
+    columns = table_columns(con, table)
+    select = []
+    for name, dtype in columns.items():
+        flat = f"CAST({quote_ident(name)}[-1] AS VARCHAR)" if dtype.endswith("[]") else quote_ident(name)
+        select.append(f"{flat} AS {quote_ident(name)}")
+    for alias, source in (("prompt", "user_turns"), ("response_a", "answers_a"), ("response_b", "answers_b")):
+        if alias not in columns and source in columns:
+            select.append(f"CAST({quote_ident(source)}[-1] AS VARCHAR) AS {quote_ident(alias)}")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {quote_ident(view)} AS SELECT {', '.join(select)} FROM {quote_ident(table)}")
+    return list(table_columns(con, view))
+
+
+def validate_llm_assertions(criteria: list[Criterion], judges: dict, source: str, good: tuple[str, ...], bad: tuple[str, ...]) -> None:
+    """Every LLM assertion names a judge of ``judges`` (name → :class:`JudgeSpec`) that grades one
+    output (shape ``single`` or ``reference``) with labels that read as good or bad."""
+    for criterion in criteria:
+        for assertion in criterion.assertions:
+            if assertion.judge is None:
+                continue
+            where = f"criterion {criterion.name!r}, assertion {assertion.name!r}"
+            spec = judges.get(assertion.judge)
+            if spec is None:
+                raise _fail(source, where, f"no judge named {assertion.judge!r} (there are: {', '.join(sorted(judges))})")
+            if spec.shape not in ("single", "reference"):
+                raise _fail(source, where, f"judge {assertion.judge!r} has shape {spec.shape!r}; an LLM assertion needs a single-output judge (shape single or reference)")
+            unknown = [label for label in spec.labels if label.lower() not in good + bad]
+            if unknown:
+                raise _fail(source, where, f"judge {assertion.judge!r} answers {unknown}, which are neither pass/good nor fail/bad")
+
+
+def llm_verdicts(scores: pd.DataFrame, criterion: str, assertion: str, bad: tuple[str, ...]) -> pd.DataFrame:
+    """Verdict rows (:data:`VERDICT_COLUMNS`) of one LLM assertion from the judge's scores: an
+    output fails when the judge's most probable label is a bad one; rows not scored ``ok``
+    (skipped, no label token, errors) have ``passed`` / ``failed`` NULL and keep their status."""
+    ok = scores["status"] == "ok"
+    failed = scores["predicted_label"].astype(str).str.lower().isin(bad)
+    return pd.DataFrame({
+        "item_id": scores["item_id"].astype(str), "criterion": criterion, "assertion": assertion, "kind": "llm",
+        "judge": scores["judge"], "model": scores["model"], "status": scores["status"],
+        "passed": (~failed).where(ok).astype("boolean"), "failed": failed.where(ok).astype("boolean"),
+    })
