@@ -14,6 +14,7 @@ import dagster as dg
 import pandas as pd
 
 from judge_assets.core.consensus.majority import majority_vote_table
+from judge_assets.core.consensus.methods import GLAD_MAX_VOTES
 from judge_assets.core.consensus.tables import build_consensus_tables
 from judge_assets.core.db import quote_ident, replace_table, replace_tables, table_columns, table_exists
 from judge_assets.core.labels import stored_label_set
@@ -82,7 +83,11 @@ class ConsensusConfig(dg.Config):
     annotators: list[str] | None = None
     """Annotators that count; default all humans plus the pipeline's LLM annotators."""
     include_glad: bool = True
-    """Also run crowd-kit GLAD (about 8 s on MT-Bench) for the aggregator comparison."""
+    """Also run crowd-kit GLAD (about 8 s on MT-Bench) for the aggregator comparison, when the data
+    has at most ``glad_max_votes`` votes."""
+    glad_max_votes: int = GLAD_MAX_VOTES
+    """GLAD's cost grows about 2 ms per vote (over 10 minutes at 1M votes): above this many votes it
+    is skipped and the consensus_labels metadata says so (``glad``)."""
     seed: int = 0
     """Seed of majority vote's last-resort random tiebreak."""
 
@@ -110,6 +115,7 @@ def consensus(context: dg.AssetExecutionContext, config: ConsensusConfig, duckdb
             annotators=config.annotators,
             drop_ties=config.drop_ties,
             include_glad=config.include_glad,
+            glad_max_votes=config.glad_max_votes,
             llm_judge_scores=scores,
             seed=config.seed,
         )
@@ -122,6 +128,7 @@ def consensus(context: dg.AssetExecutionContext, config: ConsensusConfig, duckdb
         extra = {
             "consensus_labels": {
                 **common,
+                "glad": out.glad,
                 "label_distribution": dg.MetadataValue.json({k: int(v) for k, v in labels["consensus_label"].value_counts().items()}),
                 "mean_consensus_quality": float(labels["consensus_quality_score"].mean()),
                 "prior_reliability": plot_metadata(plot_reliability(out.prior, codes)),

@@ -310,3 +310,18 @@ def test_mt_bench_report_card_sits_next_to_the_paper(mt_bench):
     vs_consensus = card[(card["judge"] == "gpt4_pair") & (card["reference"] == "human_consensus") & (card["metric"] == "accuracy")]
     assert vs_consensus["n"].iloc[0] == 1814  # every item with a human vote
     assert 0.6 < vs_consensus["value"].iloc[0] < 0.8
+
+
+def test_glad_runs_only_up_to_its_vote_limit_and_says_why_it_did_not():
+    judgments, _ = synthetic_judgments(n_items=60, seed=5)
+    items = items_of(judgments)
+    probs = dirichlet_probs(items["item_id"], CLASSES, seed=1)
+    n_votes = len(judgments)
+    ran = build_consensus_tables(judgments, probs, items, CLASSES, ("llm_judge",), include_glad=True, glad_max_votes=n_votes)
+    assert ran.glad == "ran" and ran.tables["consensus_labels"]["glad_label"].notna().all()
+    skipped = build_consensus_tables(judgments, probs, items, CLASSES, ("llm_judge",), include_glad=True, glad_max_votes=n_votes - 1)
+    assert skipped.glad.startswith(f"skipped: {n_votes:,} votes > glad_max_votes {n_votes - 1:,}")
+    assert any(note.startswith("GLAD skipped") for note in skipped.notes)
+    assert skipped.tables["consensus_labels"]["glad_label"].isna().all()
+    assert "crowdlab_vs_glad" not in skipped.tables["aggregator_comparison"].columns
+    assert build_consensus_tables(judgments, probs, items, CLASSES, ("llm_judge",)).glad == "off"

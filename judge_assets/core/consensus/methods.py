@@ -29,6 +29,11 @@ from judge_assets.core.consensus.crowdlab import crowdlab as sparse_crowdlab
 from judge_assets.core.consensus.votes import CrowdlabResult, Votes
 
 FALLBACK_METHOD = "majority_vote_fallback"
+#: Above this many votes the consensus step leaves GLAD out (and says so in its notes): crowd-kit's
+#: GLAD costs 1.5–2.5 ms of CPU per vote (100 EM iterations; ~8 s on MT-Bench's 5.8K votes, ~25 s
+#: at 10K, over 10 minutes at 1M on 2 cores), and it is a comparison column, so it must never stall
+#: the graph. ``ConsensusConfig.glad_max_votes`` raises the limit for a run that wants it.
+GLAD_MAX_VOTES = 10_000
 #: Item metadata copied into ``consensus_labels`` and its dtypes (NULL columns keep a SQL type).
 ITEM_META_TYPES = {"question_id": "Int64", "turn": "Int32", "model_a": "string", "model_b": "string", "category": "string"}
 CROWDLAB_METHOD = "crowdlab"
@@ -212,7 +217,8 @@ def dawid_skene(votes: Votes, n_iter: int = 100) -> tuple[np.ndarray, np.ndarray
 def glad(votes: Votes, n_iter: int = 100) -> tuple[np.ndarray, np.ndarray]:
     """GLAD (crowd-kit ``GLAD``: annotator skill × item difficulty): codes (N,), posteriors (N, K).
 
-    About 8 s on MT-Bench (5.8k votes, 2 cores), hence opt-in in :func:`build_consensus_tables`.
+    Slow: about 8 s on MT-Bench (5.8K votes, 2 cores) and linear in the votes, hence run only up to
+    :data:`GLAD_MAX_VOTES` votes by :func:`judge_assets.core.consensus.tables.build_consensus_tables`.
     """
     from crowdkit.aggregation import GLAD
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from judge_assets.core.consensus.methods import CROWDLAB_METHOD, ITEM_META_TYPES, dawid_skene, glad, robust_crowdlab
+from judge_assets.core.consensus.methods import CROWDLAB_METHOD, GLAD_MAX_VOTES, ITEM_META_TYPES, dawid_skene, glad, robust_crowdlab
 from judge_assets.core.consensus.majority import majority_vote
 from judge_assets.core.consensus.votes import Votes
 
@@ -92,14 +92,16 @@ def prior_matrix(model_probs: pd.DataFrame, item_ids: np.ndarray, classes: tuple
 class ConsensusTables:
     """Output of :func:`build_consensus_tables`: ``tables`` (name → frame), ``method``
     (``crowdlab`` / ``majority_vote_fallback``), ``notes`` (edge cases met, for metadata),
-    ``classes`` (after the tie option) and ``prior``: the model prior used, shape
-    (len(consensus_labels), K), rows aligned with ``tables["consensus_labels"]``."""
+    ``classes`` (after the tie option), ``prior``: the model prior used, shape
+    (len(consensus_labels), K), rows aligned with ``tables["consensus_labels"]``, and ``glad``:
+    whether GLAD ran (``ran``, ``off``, or ``skipped: <why>``)."""
 
     tables: dict[str, pd.DataFrame]
     method: str
     notes: list[str]
     classes: tuple[str, ...]
     prior: np.ndarray
+    glad: str
 
 
 def build_consensus_tables(
@@ -113,6 +115,7 @@ def build_consensus_tables(
     drop_ties: bool = False,
     tie_label: str = "tie",
     include_glad: bool = False,
+    glad_max_votes: int = GLAD_MAX_VOTES,
     llm_judge_scores: pd.DataFrame | None = None,
     seed: int = 0,
 ) -> ConsensusTables:
@@ -122,7 +125,9 @@ def build_consensus_tables(
     FastChat agreement). ``model_probs``: ``item_id, p_<label>…, scorer``. ``items``: ``item_id``
     plus optional ``question_id, turn, model_a, model_b, category``. ``classes``: the label set.
     ``llm_annotators`` / ``annotators``: see :func:`select_annotators`. ``drop_ties``: see the
-    module docstring. ``include_glad`` adds crowd-kit GLAD labels (``glad_label``; NULL otherwise).
+    module docstring. ``include_glad`` adds crowd-kit GLAD labels (``glad_label``; NULL otherwise)
+    when there are at most ``glad_max_votes`` votes (GLAD's cost grows ~2 ms per vote; above the
+    limit it is skipped and a note says so).
     ``llm_judge_scores``: optional ``llm_judge_scores`` rows for the judge report card's leaderboard.
 
     Tables: ``consensus_labels``, ``human_consensus_labels``, ``annotator_stats``,
@@ -159,7 +164,14 @@ def build_consensus_tables(
 
     mv = majority_vote(v, run.pred_probs, seed=seed)
     ds, _ = dawid_skene(v)
-    gl = glad(v)[0] if include_glad else None
+    glad_status = "off"
+    if include_glad and len(v.item) > glad_max_votes:
+        glad_status = (f"skipped: {len(v.item):,} votes > glad_max_votes {glad_max_votes:,} (crowd-kit GLAD takes about "
+                       f"2 ms per vote; raise glad_max_votes in the consensus run config to run it anyway)")
+        notes.append(f"GLAD {glad_status}")
+    elif include_glad:
+        glad_status = "ran"
+    gl = glad(v)[0] if glad_status == "ran" else None
 
     meta = items.drop_duplicates("item_id").set_index("item_id").reindex(pd.Index(v.item_ids, name="item_id"))
     scorer = model_probs.drop_duplicates("item_id").set_index("item_id").reindex(pd.Index(v.item_ids))
@@ -214,7 +226,7 @@ def build_consensus_tables(
         "aggregator_comparison": aggregator_comparison(consensus),
         "judge_report_card": report,
     }
-    return ConsensusTables(tables=tables, method=run.method, notes=notes, classes=classes, prior=run.pred_probs)
+    return ConsensusTables(tables=tables, method=run.method, notes=notes, classes=classes, prior=run.pred_probs, glad=glad_status)
 
 
 def _human_consensus(
