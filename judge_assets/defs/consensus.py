@@ -25,7 +25,7 @@ from judge_assets.core.validation import (
     validate_label_domain,
     validate_scores,
 )
-from judge_assets.defs.metadata import asset_check_result, frame_markdown, plot_metadata, table_metadata
+from judge_assets.defs.metadata import asset_check_result, frame_markdown, number, plot_metadata, table_metadata
 from judge_assets.defs.resources import JudgeDuckDBResource, PipelineResource
 from judge_assets.defs.tables import table_asset, tables_asset
 
@@ -50,7 +50,7 @@ def majority_vote_labels(context: dg.AssetExecutionContext, duckdb: JudgeDuckDBR
                 **table_metadata(con, "majority_vote_labels"),
                 "label_distribution": dg.MetadataValue.json({k: int(v) for k, v in distribution.items()}),
                 "class_ties_broken": int(table["tie_broken"].sum()),
-                "mean_agreement": float(table["agreement"].mean()),
+                "mean_agreement": number(table["agreement"].mean()),
             }
         )
 
@@ -96,6 +96,42 @@ class ConsensusConfig(dg.Config):
     GROUP,
     {name: (["judgments", "items", "label_set", "model_probs"], description) for name, description in CONSENSUS_TABLES.items()},
     kinds=("duckdb", "python"),
+    columns={
+        "consensus_labels": {
+            "item_id": "The item (one row per item).",
+            "consensus_label": "CROWDLAB's consensus label over all counted annotators and the model prior.",
+            "consensus_quality_score": "How far to trust the consensus label, 0-1 (CROWDLAB label quality).",
+            "annotator_agreement": "Share of the item's annotators whose vote equals the consensus label.",
+            "num_annotations": "Votes counted on the item.",
+            "majority_vote_label": "Majority vote, ties between classes broken by cleanlab's rule.",
+            "dawid_skene_label": "Dawid-Skene (crowd-kit, 100 EM iterations).",
+            "glad_label": "GLAD (crowd-kit); NULL when include_glad is off.",
+            "model_prior_scorer": "Where the item's model prior came from: llm_logprobs, oof_classifier or uniform (model_probs.scorer).",
+            "consensus_method": "crowdlab, or majority_vote_fallback when no item has two or more votes.",
+        },
+        "annotator_stats": {
+            "annotator": "The annotator (one row per annotator).",
+            "annotator_kind": "human or llm.",
+            "annotator_group": "author, expert, llm or human (MT-Bench judge ids tell authors and experts apart).",
+            "annotator_quality": "CROWDLAB annotator quality, 0-1; NULL when the annotator shares no item with anyone.",
+            "agreement_with_consensus": "Share of the annotator's votes equal to the consensus label.",
+            "worst_class": "The class this annotator agrees with the consensus on least.",
+            "num_examples_labeled": "Votes by the annotator.",
+            "annotator_weight": "The annotator's weight in CROWDLAB's consensus.",
+        },
+        "judge_report_card": {
+            "judge": "The judge graded (human for the human-human row).",
+            "reference": "What the judge is compared with: human_consensus (human_consensus_labels), human_votes "
+            "(FastChat vote pairs) or judge_leaderboard.",
+            "scope": "all, or turn=<t>.",
+            "metric": "accuracy, cohen_kappa, mcc, per-class precision/recall, confusion, agreement_with_ties, agreement_without_ties, …",
+            "class_label": "The class of a per-class metric; the true class of a confusion cell.",
+            "predicted_label": "The judge's class of a confusion cell.",
+            "value": "The metric's value.",
+            "n": "Items or vote pairs behind the value.",
+            "paper_value": "The MT-Bench paper's figure for the same measurement, where it reports one.",
+        },
+    },
 )
 def consensus(context: dg.AssetExecutionContext, config: ConsensusConfig, duckdb: JudgeDuckDBResource, pipeline: PipelineResource):
     with duckdb.get_connection() as con:
@@ -130,7 +166,7 @@ def consensus(context: dg.AssetExecutionContext, config: ConsensusConfig, duckdb
                 **common,
                 "glad": out.glad,
                 "label_distribution": dg.MetadataValue.json({k: int(v) for k, v in labels["consensus_label"].value_counts().items()}),
-                "mean_consensus_quality": float(labels["consensus_quality_score"].mean()),
+                "mean_consensus_quality": number(labels["consensus_quality_score"].mean()),
                 "prior_reliability": plot_metadata(plot_reliability(out.prior, codes)),
             },
             "annotator_stats": {"quality_by_group": plot_metadata(plot_quality_by_group(out.tables["annotator_stats"]))},

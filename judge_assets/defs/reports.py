@@ -9,7 +9,7 @@ from judge_assets.core.plots import plot_annotator_drift, plot_benchmark, plot_l
 from judge_assets.core.reports import consensus_benchmark as cb
 from judge_assets.core.reports.history import HISTORY_TABLE, append_annotator_history
 from judge_assets.core.reports.leaderboard import model_leaderboard as fit_leaderboard
-from judge_assets.defs.metadata import frame_markdown, plot_metadata, table_metadata
+from judge_assets.defs.metadata import frame_markdown, number, plot_metadata, table_metadata
 from judge_assets.defs.resources import JudgeDuckDBResource
 from judge_assets.defs.tables import table_asset
 
@@ -103,7 +103,7 @@ def consensus_benchmark(context: dg.AssetExecutionContext, config: BenchmarkConf
             "plot": plot_metadata(plot_benchmark(summary)),
             "best_method": str(best["method"]),
             "default_method": cb.DEFAULT_METHOD,
-            "default_accuracy": float(default.iloc[0]),
+            "default_accuracy": number(default.iloc[0]),
             "n_items": int(runs["n_items"].max()),
             "seeds": dg.MetadataValue.json(list(config.seeds)),
         }

@@ -180,6 +180,13 @@ def llm_judge_scores_valid(duckdb: JudgeDuckDBResource) -> dg.AssetCheckResult:
     description="The model prior CROWDLAB consumes: p_<label> per item and the scorer it came from — the LLM judge "
     "panel's probabilities where they exist (one <judge>:<model>, or the panel mean: JUDGE_PRIOR_JUDGE), else an "
     "out-of-fold classifier (not an LLM).",
+    columns={
+        "item_id": "The item (one row per item).",
+        "p_A": "Prior probability that answer A is better.",
+        "p_B": "Prior probability that answer B is better.",
+        "p_tie": "Prior probability of a tie.",
+        "scorer": "Where the row came from: llm_logprobs (the LLM judge or panel), oof_classifier (out-of-fold classifier, not an LLM) or uniform.",
+    },
 )
 def model_probs(context: dg.AssetExecutionContext, duckdb: JudgeDuckDBResource, llm_judge: LLMJudgeResource) -> dg.MaterializeResult:
     with duckdb.get_connection() as con:

@@ -27,6 +27,23 @@ GROUP = "votes"
         ),
         "label_set": (["raw_judgments"], "The class set and its integer codes (pairwise: A=0, B=1, tie=2)."),
     },
+    columns={
+        "judgments": {
+            "item_id": "The item judged; pairwise: question_id:turn:model_a|model_b with the models sorted (judge_assets/core/keys.py).",
+            "annotator": "Who voted: a human judge id, an LLM judge's name, or <judge>:<model> for a panel verdict.",
+            "annotator_kind": "human or llm (JUDGE_LLM_ANNOTATORS and panel judges are llm).",
+            "label": "The vote in the item's canonical order: A, B or tie (generic schema: a class of label_set).",
+            "label_code": "The label's integer code in label_set.",
+            "question_id": "MT-Bench question id (pairwise only).",
+            "turn": "The judged turn (1 or 2).",
+            "model_a": "First model of the pair, in sorted order.",
+            "model_b": "Second model of the pair, in sorted order.",
+            "category": "The question's category.",
+            "batch_id": "The annotation batch the vote came from (a partition of raw_judgments); NULL for a panel verdict.",
+            "source_row": "1-based row of the vote in its batch; NULL for a panel verdict.",
+            "flipped": "true when the vote named the models in the other order and its winner was flipped (A ↔ B).",
+        },
+    },
 )
 def judgments(context: dg.AssetExecutionContext, duckdb: JudgeDuckDBResource, pipeline: PipelineResource):
     with duckdb.get_connection() as con:
@@ -68,6 +85,22 @@ def judgments(context: dg.AssetExecutionContext, duckdb: JudgeDuckDBResource, pi
     deps=["raw_judgments", "mt_bench_questions"],
     description="One row per item (from the raw votes): question, turn, canonical model pair, category, the texts a "
     "judge reads (user_turns, answers_a/answers_b, response, reference, criterion) and every extra source column.",
+    columns={
+        "item_id": "The item; pairwise: question_id:turn:model_a|model_b with the models sorted.",
+        "question_id": "MT-Bench question id (pairwise only).",
+        "turn": "The judged turn.",
+        "model_a": "First model of the pair, in sorted order.",
+        "model_b": "Second model of the pair, in sorted order.",
+        "category": "The question's category.",
+        "user_turns": "The user's messages up to the judged turn.",
+        "answers_a": "model_a's answers up to the judged turn.",
+        "answers_b": "model_b's answers up to the judged turn.",
+        "response": "The single output judged (generic schema).",
+        "reference": "Reference answers per turn (MT-Bench's, or the generic reference column).",
+        "criterion": "What the item is judged on (generic schema).",
+        "n_human_votes": "Raw human votes on the item.",
+        "n_llm_votes": "Raw LLM-judge votes on the item.",
+    },
 )
 def items(duckdb: JudgeDuckDBResource, pipeline: PipelineResource) -> dg.MaterializeResult:
     with duckdb.get_connection() as con:

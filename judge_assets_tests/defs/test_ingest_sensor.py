@@ -1,10 +1,14 @@
-"""The inbox sensor, eager automation of the downstream assets, and the wiring of the ingest assets."""
+"""The inbox sensor, eager automation of the downstream assets, the wiring of the ingest assets (one run for a range of
+batches, clear failures, the rejected-files check) and what every asset shows in the catalog (owner, code reference,
+column schema, Markdown previews)."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import time
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -14,11 +18,19 @@ import pytest
 from judge_assets.config import BUNDLED_DATA_DIR
 from judge_assets.core.sources.batches import Batch, file_batch, record_batch
 from judge_assets.definitions import defs as project_defs
-from judge_assets.defs.automation import judge_assets_automation, with_automation
+from judge_assets.defs.automation import judge_assets_automation, load_annotation_batch, with_automation
 from judge_assets.defs.consensus import majority_vote_labels
+from judge_assets.defs.metadata import frame_markdown, significant, table_metadata
 from judge_assets.defs.reports import annotator_stats_history, label_next
 from judge_assets.defs.resources import JudgeDuckDBResource, PipelineResource
-from judge_assets.defs.sources import annotation_batches, annotation_inbox, mt_bench_questions, raw_judgments
+from judge_assets.defs.sources import (
+    annotation_batches,
+    annotation_inbox,
+    mt_bench_questions,
+    no_unresolved_rejected_files,
+    raw_judgments,
+)
+from judge_assets.defs.tables import COLUMN_DESCRIPTIONS
 from judge_assets.defs.votes import annotator_matrix, items, judgments
 
 
@@ -96,13 +108,64 @@ def test_a_bad_file_is_quarantined_with_its_reason_and_nothing_is_registered(inb
 
     good_id = file_batch(good).batch_id
     assert [r.partition_key for r in result.run_requests] == [good_id]
-    assert list(json.loads(result.cursor)) == ["fine.jsonl"]  # the refused file left the inbox
+    cursor = json.loads(result.cursor)  # the refused file left the inbox; rejected/ is watched too
+    assert sorted(cursor) == ["fine.jsonl", "rejected/typo.jsonl", "rejected/typo.jsonl.error.txt"]
     assert not (inbox / "typo.jsonl").exists()
     reason = (inbox / "rejected" / "typo.jsonl.error.txt").read_text()
     assert "typo.jsonl, row 4, column 'winner': is not one of" in reason and "'model_c'" in reason
     con = duckdb.connect(str(mt_bench_db), read_only=True)
     assert con.execute("SELECT count(*) FROM annotation_batches").fetchone()[0] == batches_before + 1
+    assert con.execute("SELECT file, resolved FROM rejected_files").fetchall() == [("typo.jsonl", False)]
     con.close()
+    [check] = result.asset_events  # the inbox turns red in the UI at once, without a run
+    assert (check.check_name, check.passed) == ("no_unresolved_rejected_files", False)
+
+
+def test_a_refused_file_is_named_on_the_tick_and_turns_the_check_red_until_it_leaves_rejected(inbox, mt_bench_db):
+    votes = pd.read_parquet(BUNDLED_DATA_DIR / "human.parquet").iloc[:5].drop(columns=["conversation_a", "conversation_b"])
+    votes.loc[1, "turn"] = 0
+    _drop(inbox, "round3.jsonl", votes)
+    instance = dg.DagsterInstance.ephemeral()
+
+    refused = _tick(instance, mt_bench_db)
+
+    said = _skipped(refused)
+    assert said.startswith(f"refused: {inbox / 'round3.jsonl'}, row 2, column 'turn': is not an integer ≥ 1 (value '0')")
+    assert f"moved to {inbox / 'rejected' / 'round3.jsonl'}" in said
+    assert "1 refused annotation file(s) wait in rejected/: round3.jsonl — fix each and drop it into the inbox again" in said
+    con = duckdb.connect(str(mt_bench_db), read_only=True)
+    [(file, why, resolved)] = con.execute("SELECT file, reason, resolved FROM rejected_files").fetchall()
+    con.close()
+    assert (file, resolved) == ("round3.jsonl", False) and "row 2, column 'turn'" in why
+    [check] = refused.asset_events
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
+    assert "round3.jsonl" in check.metadata["rejected_files"].value and "row 2, column 'turn'" in check.metadata["rejected_files"].value
+
+    assert _tick(instance, mt_bench_db, cursor=refused.cursor).asset_events == []  # nothing changed: the database is not opened
+    (inbox / "rejected" / "round3.jsonl").unlink()
+    cleared = _tick(instance, mt_bench_db, cursor=refused.cursor)
+    assert _skipped(cleared) == f"no new files in {inbox}\nno refused annotation file waits in rejected/"
+    [check] = cleared.asset_events
+    assert check.passed
+    con = duckdb.connect(str(mt_bench_db), read_only=True)
+    assert con.execute("SELECT resolved, resolution FROM rejected_files").fetchall() == [(True, "removed from rejected/")]
+    con.close()
+
+
+def test_the_rejections_check_runs_with_the_batch_load(inbox, mt_bench_db):
+    votes = pd.read_parquet(BUNDLED_DATA_DIR / "human.parquet").iloc[:5].drop(columns=["conversation_a", "conversation_b"])
+    votes.loc[2, "judge"] = ""
+    _drop(inbox, "empty_judge.jsonl", votes)
+    instance = dg.DagsterInstance.ephemeral()
+    _tick(instance, mt_bench_db)
+    instance.add_dynamic_partitions(annotation_batches.name, ["mt_bench-human"])
+    wiring = dg.Definitions(  # the job `judge-assets ingest` and the sensor's runs execute, on this database
+        assets=[raw_judgments], asset_checks=[no_unresolved_rejected_files], jobs=[load_annotation_batch],
+        resources={"duckdb": JudgeDuckDBResource(database=str(mt_bench_db))},
+    )
+    result = wiring.resolve_job_def("load_annotation_batch").execute_in_process(instance=instance, partition_key="mt_bench-human")
+    [evaluation] = result.get_asset_check_evaluations()
+    assert not evaluation.passed and evaluation.description.startswith("1 refused annotation file(s) wait in rejected/: empty_judge.jsonl")
 
 
 def test_files_still_being_written_are_left_for_the_next_tick(inbox, mt_bench_db):
@@ -195,3 +258,118 @@ def test_history_and_label_next_assets_materialize_with_a_drift_plot(mt_bench_db
     assert history["quality_over_batches"].value.startswith("![plot](data:image/png;base64,")
     ranked = result.asset_materializations_for_node("label_next")[0].metadata
     assert ranked["items"].value == 2400 and ranked["unlabelled_items"].value == 0
+
+
+def _two_batches(tmp_path) -> tuple[Path, dg.DagsterInstance]:
+    """A database with two registered file batches (MT-Bench questions 81-85 and 86-90), both partitions on an instance."""
+    db = tmp_path / "judge.duckdb"
+    human = pd.read_parquet(BUNDLED_DATA_DIR / "human.parquet")
+    con = duckdb.connect(str(db))
+    for name, questions in (("b1", (81, 85)), ("b2", (86, 90))):
+        human[human.question_id.between(*questions)].to_parquet(tmp_path / f"{name}.parquet")
+        record_batch(con, Batch(name, "file", str(tmp_path / f"{name}.parquet")))
+    con.close()
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(annotation_batches.name, ["b1", "b2"])
+    return db, instance
+
+
+def test_one_run_loads_every_batch_of_a_partition_range(tmp_path):
+    db, instance = _two_batches(tmp_path)
+    assert raw_judgments.backfill_policy == dg.BackfillPolicy.single_run()  # a backfill of all batches is one run
+    result = dg.materialize(
+        [raw_judgments], instance=instance, resources={"duckdb": JudgeDuckDBResource(database=str(db))},
+        tags={"dagster/asset_partition_range_start": "b1", "dagster/asset_partition_range_end": "b2"},
+    )
+    assert result.success
+    con = duckdb.connect(str(db), read_only=True)
+    counts = dict(con.execute("SELECT batch_id, count(*) FROM raw_judgments GROUP BY 1").fetchall())
+    con.close()
+    human = pd.read_parquet(BUNDLED_DATA_DIR / "human.parquet")
+    assert counts == {"b1": int(human.question_id.between(81, 85).sum()), "b2": int(human.question_id.between(86, 90).sum())}
+    assert instance.get_materialized_partitions(raw_judgments.key) == {"b1", "b2"}
+    metadata = result.asset_materializations_for_node("raw_judgments")[0].metadata
+    assert "| b1 |" in metadata["rows_by_batch"].value and "| b2 |" in metadata["rows_by_batch"].value
+    assert "batch_id" in {c.name for c in metadata["dagster/column_schema"].value.columns}
+
+
+def test_a_partition_added_by_hand_fails_with_one_line_and_writes_nothing(tmp_path):
+    db, instance = _two_batches(tmp_path)
+    instance.add_dynamic_partitions(annotation_batches.name, ["typed-by-hand"])  # the UI's "Add a partition"
+    result = dg.materialize(
+        [raw_judgments], instance=instance, resources={"duckdb": JudgeDuckDBResource(database=str(db))}, raise_on_error=False,
+        tags={"dagster/asset_partition_range_start": "b1", "dagster/asset_partition_range_end": "typed-by-hand"},
+    )
+    assert not result.success
+    [failure] = result.get_step_failure_events()
+    error = failure.step_failure_data.error
+    description = failure.step_failure_data.user_failure_data.description
+    assert description == (
+        "annotation batch 'typed-by-hand': no such batch in annotation_batches, so there is no file to load; batches are added "
+        "by `judge-assets run` (the configured JUDGE_SOURCE), `judge-assets ingest FILE` or a file in the inbox; remove a "
+        "partition added by mistake on the raw_judgments page: ⋮ (top right) → Delete partitions"
+    )
+    assert error.cls_name == "Failure" and error.cause is None and error.context is None  # no KeyError trace behind it
+    con = duckdb.connect(str(db), read_only=True)
+    assert con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'raw_judgments'").fetchone()[0] == 0
+    con.close()
+
+
+def test_a_bad_batch_fails_the_run_with_the_gate_message(tmp_path):
+    db, instance = _two_batches(tmp_path)
+    frame = pd.read_parquet(tmp_path / "b2.parquet")
+    frame.loc[frame.index[0], "winner"] = "model_c"
+    frame.to_parquet(tmp_path / "b2.parquet")
+    result = dg.materialize(
+        [raw_judgments], instance=instance, resources={"duckdb": JudgeDuckDBResource(database=str(db))}, raise_on_error=False,
+        partition_key="b2",
+    )
+    [failure] = result.get_step_failure_events()
+    assert failure.step_failure_data.user_failure_data.description.startswith(
+        f"{tmp_path / 'b2.parquet'}, row 1, column 'winner': is not one of model_a, model_b, tie"
+    )
+    assert failure.step_failure_data.error.cause is None
+
+
+# --- every asset reads like a table in a catalog -------------------------------------------------------------
+
+
+def test_every_asset_has_an_owner_and_a_code_reference_relative_to_the_project():
+    graph = project_defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert node.owners == ["team:judge-assets"], key
+        labels = [r.label for r in node.metadata["dagster/code_references"].code_references]
+        assert labels and all(not label.startswith("/") for label in labels), (key, labels)
+        assert all(Path(r.file_path).is_file() for r in node.metadata["dagster/code_references"].code_references)
+        assert "/work/" not in (node.description or "") and str(Path.home()) not in (node.description or "")
+    references = lambda name: [r.label for r in graph.get(dg.AssetKey(name)).metadata["dagster/code_references"].code_references]  # noqa: E731
+    assert re.fullmatch(r"judge_assets/defs/votes\.py:\d+", references("judgments")[0])
+    assert references("judge_human_agreement")[0] == "dbt_like_sql/judge_human_agreement.sql"
+
+
+def test_table_metadata_has_the_column_schema_with_the_declared_descriptions(mt_bench_db):
+    con = duckdb.connect(str(mt_bench_db), read_only=True)
+    metadata = table_metadata(con, "judgments", preview_rows=3)
+    con.close()
+    columns = {c.name: c for c in metadata["dagster/column_schema"].value.columns}
+    assert columns["label_code"].type == "INTEGER" and columns["flipped"].type == "BOOLEAN"
+    assert columns["flipped"].description.startswith("true when the vote named the models in the other order")
+    assert all(columns[c].description for c in ("item_id", "annotator", "label", "batch_id"))
+    for table in ("judgments", "items", "consensus_labels", "annotator_stats", "model_probs", "judge_report_card"):
+        assert len(COLUMN_DESCRIPTIONS[table]) >= 4, table
+
+
+def test_markdown_previews_escape_item_ids_and_line_breaks_and_round_floats():
+    frame = pd.DataFrame({
+        "item_id": ["81:1:alpaca-13b|gpt-4", "82:2:a\\|b|c"],
+        "answer": ["first line\nsecond | line", "*not bold* <b>"],
+        "quality": [0.123456789, 12345.678],
+        "n": [3, None],
+    })
+    lines = frame_markdown(frame).splitlines()
+    assert lines[0] == "| item\\_id | answer | quality | n |" and lines[1] == "|---|---|---|---|"
+    assert lines[2] == "| 81:1:alpaca-13b\\|gpt-4 | first line second \\| line | 0.1235 | 3 |"
+    assert lines[3] == "| 82:2:a\\\\\\|b\\|c | \\*not bold\\* \\<b\\> | 12350 |  |"
+    assert all(line.count("|") - line.count("\\|") == 5 for line in lines)  # every row has its four cells
+    assert significant(0.000123456) == 0.0001235 and significant(98765.4) == 98770.0

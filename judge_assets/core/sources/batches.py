@@ -39,7 +39,7 @@ SCHEMAS: dict[str, dict[str, tuple[str, ...]]] = {
     },
     "generic": {
         "required": ("item_id", "annotator", "label"),
-        "optional": ("category", "prompt", "response_a", "response_b"),
+        "optional": ("category", "prompt", "response", "response_a", "response_b", "reference", "criterion"),
     },
 }
 
@@ -369,15 +369,15 @@ def record_batch(con: duckdb.DuckDBPyConnection, batch: Batch, schema: str | Non
 
 
 def registered_batch(con: duckdb.DuckDBPyConnection, batch_id: str) -> Batch:
-    """The batch registered under ``batch_id``; a clear error if it never was."""
+    """The batch registered under ``batch_id``; a :class:`JudgmentInputError` saying how batches
+    are added if it never was (e.g. a partition key typed by hand, with no file behind it)."""
     row = None
-    try:
+    if table_exists(con, BATCH_TABLE):
         row = con.execute(f"SELECT kind, location, split FROM {BATCH_TABLE} WHERE batch_id = ?", [batch_id]).fetchone()
-    except duckdb.CatalogException:
-        pass
     if row is None:
-        raise KeyError(
-            f"annotation batch {batch_id!r} is not registered in {BATCH_TABLE}; register it with "
-            "`judge-assets run` (configured source) or `judge-assets ingest FILE`"
+        raise JudgmentInputError(
+            f"annotation batch {batch_id!r}",
+            f"no such batch in {BATCH_TABLE}, so there is no file to load; batches are added by "
+            "`judge-assets run` (the configured JUDGE_SOURCE), `judge-assets ingest FILE` or a file in the inbox",
         )
     return Batch(batch_id, row[0], row[1], row[2] or "")

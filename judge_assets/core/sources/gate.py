@@ -3,7 +3,9 @@
 A new file must load, be in the input schema of the stored batches (a database holds one), hold
 one vote per (item, annotator), use labels of the stored class set and values castable to the
 types already stored in ``raw_judgments`` (:func:`check_file`). A refused file is moved aside by :func:`quarantine` (with a ``.error.txt``
-naming file, row and column) and nothing stored changes. An accepted file is copied by
+naming file, row and column), recorded in ``rejected_files`` (:func:`record_rejection`) and nothing
+else stored changes; the record is resolved once a file of that name passes the gate or the
+refused file leaves the rejected folder (:func:`resolve_rejections`). An accepted file is copied by
 :func:`stage_file` to ``<batches_dir>/<batch_id><suffix>`` and registered under that path, so the
 inbox can be cleaned and the batch re-materialized later.
 
@@ -15,7 +17,9 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -38,6 +42,7 @@ from judge_assets.core.sources.batches import (
 from judge_assets.core.labels import PAIRWISE_LABELS, stored_label_set
 
 REJECTED_DIR = "rejected"
+REJECTED_TABLE = "rejected_files"
 #: columns of the generated ``raw_judgments`` rows, never part of an input file
 GENERATED_COLUMNS = ("batch_id", "source", "source_row", "ingested_at")
 
@@ -134,6 +139,59 @@ def quarantine(path: str | Path, error: BaseException | str, rejected_dir: str |
     return target
 
 
+@dataclass(frozen=True)
+class Rejection:
+    """A refused file still waiting in the rejected folder (a row of ``rejected_files``)."""
+
+    file: str
+    reason: str
+    rejected_at: datetime
+    moved_to: str
+
+
+def record_rejection(con: duckdb.DuckDBPyConnection, path: Path, moved_to: Path, reason: str) -> None:
+    """Add a refused file to ``rejected_files``: its name and path, where it was moved, why, when; unresolved."""
+    con.execute(
+        f"CREATE TABLE IF NOT EXISTS {REJECTED_TABLE} (file VARCHAR, original_path VARCHAR, moved_to VARCHAR, "
+        "reason VARCHAR, rejected_at TIMESTAMP, resolved BOOLEAN, resolved_at TIMESTAMP, resolution VARCHAR)"
+    )
+    con.execute(
+        f"INSERT INTO {REJECTED_TABLE} VALUES (?, ?, ?, ?, now()::TIMESTAMP, false, NULL, NULL)",
+        [path.name, str(path), str(moved_to), reason],
+    )
+
+
+def resolve_rejections(con: duckdb.DuckDBPyConnection, passed: Mapping[str, str] | None = None) -> None:
+    """Mark rejections resolved: those whose file name is in ``passed`` (file name → what the gate did
+    with a file of that name since, e.g. ``accepted as batch b1``) and those whose refused file is
+    no longer in the rejected folder (fixed and moved back, or deleted)."""
+    if not table_exists(con, REJECTED_TABLE):
+        return
+    open_rows = con.execute(f"SELECT rowid, file, moved_to FROM {REJECTED_TABLE} WHERE NOT resolved").fetchall()
+    for rowid, name, moved_to in open_rows:
+        if passed and name in passed:
+            resolution = passed[name]
+        elif not Path(moved_to).exists():
+            resolution = f"removed from {REJECTED_DIR}/"
+        else:
+            continue
+        con.execute(
+            f"UPDATE {REJECTED_TABLE} SET resolved = true, resolved_at = now()::TIMESTAMP, resolution = ? WHERE rowid = ?",
+            [resolution, rowid],
+        )
+
+
+def unresolved_rejections(con: duckdb.DuckDBPyConnection) -> list[Rejection]:
+    """The refused files not resolved yet (after :func:`resolve_rejections`), oldest first."""
+    resolve_rejections(con)
+    if not table_exists(con, REJECTED_TABLE):
+        return []
+    rows = con.execute(
+        f"SELECT file, reason, rejected_at, moved_to FROM {REJECTED_TABLE} WHERE NOT resolved ORDER BY rejected_at, rowid"
+    ).fetchall()
+    return [Rejection(*row) for row in rows]
+
+
 def batches_dir(db_path: str | Path) -> Path:
     """Where accepted files are kept: ``batches/`` beside the database file (default ``data/batches``)."""
     return Path(db_path).resolve().parent / "batches"
@@ -214,42 +272,50 @@ def admit_files(
     the batches loaded or accepted before, this call's included), class set (``declared_labels``
     before the first build) and column types, then :func:`stage_file` and a row in
     ``annotation_batches`` → ``accepted``. A refused file is moved to ``rejected_dir`` by
-    :func:`quarantine`; nothing stored changes for it. Registering partitions and materializing
-    is the caller's (Dagster's) part.
+    :func:`quarantine` and recorded in ``rejected_files``; nothing else stored changes for it. A
+    file that passes (accepted, duplicate or pending) resolves earlier rejections of its name
+    (:func:`resolve_rejections`). Registering partitions and materializing is the caller's
+    (Dagster's) part.
     """
     stored = stored_label_set(con, missing_ok=True)
     classes = stored.labels if stored else (tuple(declared_labels) or None)
     types = stored_column_types(con)
     schemas = stored_schemas(con)
     seen: dict[str, str] = {}
-    out: list[Admission] = []
-    for path in map(Path, paths):
+
+    def admit(path: Path) -> Admission:
+        nonlocal schemas
         try:
             batch_id = file_batch(path).batch_id
             key = content_key(batch_id)
             if key in seen:
-                out.append(Admission(path, "duplicate", f"{path}: same content as {seen[key]} in this call; nothing to do"))
-                continue
+                return Admission(path, "duplicate", f"{path}: same content as {seen[key]} in this call; nothing to do")
             done = ingested_batch(con, batch_id)
             if done:
-                out.append(Admission(path, "duplicate", f"{path}: already ingested as batch {done} (same content); nothing to do",
-                                     batch=registered_batch(con, done)))
-                continue
+                return Admission(path, "duplicate", f"{path}: already ingested as batch {done} (same content); nothing to do",
+                                 batch=registered_batch(con, done))
             waiting = registered_unloaded_batch(con, batch_id)
             if waiting:
-                out.append(Admission(path, "pending", f"{path}: registered as batch {waiting} but not loaded yet; loading it",
-                                     batch=registered_batch(con, waiting)))
-                continue
+                return Admission(path, "pending", f"{path}: registered as batch {waiting} but not loaded yet; loading it",
+                                 batch=registered_batch(con, waiting))
             _, schema = check_file(path, classes, types, schemas)
         except JudgmentInputError as exc:
             moved = quarantine(path, exc, rejected_dir) if path.is_file() else None
+            if moved:
+                record_rejection(con, path, moved, str(exc))
             where = f"; moved to {moved} (reason in {moved.name}.error.txt)" if moved else ""
-            out.append(Admission(path, "refused", f"refused: {exc}{where}; nothing stored changed", moved_to=moved))
-            continue
+            return Admission(path, "refused", f"refused: {exc}{where}; none of its votes were stored", moved_to=moved)
         batch = stage_file(path, batches_dir)
         record_batch(con, batch, schema)
         schemas |= {schema}
         seen[key] = path.name
-        out.append(Admission(path, "accepted", f"{path}: accepted as batch {batch.batch_id} ({schema} schema), kept at {batch.location}",
-                             batch=batch, schema=schema))
+        return Admission(path, "accepted", f"{path}: accepted as batch {batch.batch_id} ({schema} schema), kept at {batch.location}",
+                         batch=batch, schema=schema)
+
+    out: list[Admission] = []
+    for path in map(Path, paths):
+        admission = admit(path)
+        if admission.batch is not None:
+            resolve_rejections(con, {path.name: f"a file of that name passed the gate: {admission.status}, batch {admission.batch.batch_id}"})
+        out.append(admission)
     return out
