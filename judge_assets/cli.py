@@ -99,7 +99,11 @@ def cmd_ui(args: argparse.Namespace) -> int:
     register_source_batches()
     root = Path(__file__).resolve().parent.parent
     command = [
-        str(Path(sys.executable).with_name("dagster")),
+        sys.executable,
+        "-W",  # `dagster dev` warns on every start that `dg dev` (dagster-dg-cli, not a dependency) supersedes it
+        "ignore:Function `dev_command` is superseded",
+        "-m",
+        "dagster",
         "dev",
         "-w",
         str(root / "workspace.yaml"),
@@ -192,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ui = sub.add_parser("ui", help="start the Dagster web UI (dagster dev)")
     ui.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
-    ui.add_argument("--port", type=int, default=3000)
+    ui.add_argument("--port", type=int, default=3000, help="port to serve the UI on (default 3000)")
     ui.set_defaults(func=cmd_ui)
 
     ingest = sub.add_parser("ingest", help="validate new annotation files, add each as a batch, rebuild downstream, print what changed")
