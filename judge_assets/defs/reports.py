@@ -8,14 +8,13 @@ from judge_assets.core.labels import stored_label_set
 from judge_assets.core.plots import plot_annotator_drift, plot_benchmark, plot_leaderboard
 from judge_assets.core.reports import consensus_benchmark as cb
 from judge_assets.core.reports.history import HISTORY_TABLE, append_annotator_history
+from judge_assets.core.reports.leaderboard import comparison_counts
 from judge_assets.core.reports.leaderboard import model_leaderboard as fit_leaderboard
 from judge_assets.defs.metadata import frame_markdown, number, plot_metadata, table_metadata
 from judge_assets.defs.resources import JudgeDuckDBResource
 from judge_assets.defs.tables import table_asset
 
 GROUP = "reports"
-
-PAIRWISE_FILTER = "model_a IS NOT NULL AND model_b IS NOT NULL"
 
 
 @table_asset(
@@ -25,17 +24,12 @@ PAIRWISE_FILTER = "model_a IS NOT NULL AND model_b IS NOT NULL"
 )
 def model_leaderboard(duckdb: JudgeDuckDBResource) -> dg.MaterializeResult:
     """Bradley-Terry model ratings (Elo scale, mean 1000, ties = half a win) with 95%
-    bootstrap intervals (1,000 resamples, seed 0), three ways side by side: from consensus
-    labels (one comparison per item), raw human votes and LLM-judge votes (one per vote).
+    bootstrap intervals (1,000 multinomial resamples of the per-pair outcome counts, seed 0), three
+    ways side by side: from consensus labels (one comparison per item), raw human votes and
+    LLM-judge votes (one per vote); DuckDB counts the comparisons, so the fit costs the same at any size.
     Columns: source, model, rating, ci_low, ci_high, rank, n_comparisons."""
     with duckdb.get_connection() as con:
-        consensus = con.execute(
-            f"SELECT model_a, model_b, consensus_label FROM consensus_labels WHERE {PAIRWISE_FILTER}"
-        ).df()
-        judgments = con.execute(
-            f"SELECT model_a, model_b, label, annotator_kind FROM judgments WHERE {PAIRWISE_FILTER}"
-        ).df()
-        board = fit_leaderboard(consensus, judgments)
+        board = fit_leaderboard(comparison_counts(con))
         replace_table(con, "model_leaderboard", board)
         metadata = table_metadata(con, "model_leaderboard", preview_rows=30)
     if board.empty:

@@ -15,7 +15,7 @@ from judge_assets.defs.resources import JudgeDuckDBResource
 from judge_assets.config import BUNDLED_DATA_DIR
 from judge_assets.core.db import connect, replace_table
 from judge_assets.core.plots import plot_leaderboard
-from judge_assets.core.reports.leaderboard import BradleyTerry, model_leaderboard
+from judge_assets.core.reports.leaderboard import BradleyTerry, comparison_counts, fit_log_strengths, model_leaderboard
 from judge_assets.defs.reports import model_leaderboard as model_leaderboard_asset
 
 THREE_TO_ONE = 400 * math.log10(3)  # Elo gap of a 75% win rate
@@ -85,7 +85,7 @@ def test_bad_input_is_named():
         BradleyTerry().fit(["x"], ["y"], ["model_a"])
     with pytest.raises(ValueError, match="cannot be compared with itself: 'x'"):
         BradleyTerry().fit(["x", "x"], ["y", "x"], ["A", "B"])
-    with pytest.raises(ValueError, match="differ in length: 2, 1, 1"):
+    with pytest.raises(ValueError, match="differ in length: 2, 1, 1, 2"):
         BradleyTerry().fit(["x", "z"], ["y"], ["A"])
     with pytest.raises(ValueError, match="no comparisons"):
         BradleyTerry().fit([], [], [])
@@ -106,9 +106,62 @@ def sources_frames() -> tuple[pd.DataFrame, pd.DataFrame]:
     return consensus, judgments
 
 
+def counts_of(consensus: pd.DataFrame, judgments: pd.DataFrame) -> pd.DataFrame:
+    con = duckdb.connect()
+    con.register("consensus_labels", consensus)
+    con.register("judgments", judgments)
+    return comparison_counts(con)
+
+
+def test_comparison_counts_aggregate_per_source_pair_and_outcome_in_duckdb():
+    consensus, judgments = sources_frames()
+    counts = counts_of(consensus, judgments).set_index(["source", "model_a", "model_b", "outcome"])["n"]
+    assert counts[("human", "m1", "m2", "A")] == 6 and counts[("llm", "m2", "m3", "B")] == 7
+    assert counts[("consensus", "m2", "m3", "tie")] == 1 and counts.sum() == len(consensus) + len(judgments)
+    generic = counts_of(consensus.assign(model_a=None, model_b=None), judgments.assign(annotator_kind="human", model_b=None))
+    assert generic.empty
+
+
+def test_a_count_weighs_a_row_like_that_many_repeated_rows():
+    games = simulated_tournament({"a": 1100.0, "b": 1000.0, "c": 950.0}, per_pair=40)
+    cells = games.value_counts().reset_index()
+    per_row = BradleyTerry(n_bootstrap=300, seed=4).fit(games["model_a"], games["model_b"], games["outcome"])
+    counted = BradleyTerry(n_bootstrap=300, seed=4).fit(cells["model_a"], cells["model_b"], cells["outcome"], cells["count"])
+    np.testing.assert_array_equal(counted.ratings_, per_row.ratings_)
+    np.testing.assert_array_equal(counted.ci_low_, per_row.ci_low_)
+    np.testing.assert_array_equal(counted.n_comparisons_, per_row.n_comparisons_)
+    with pytest.raises(ValueError, match="count must be a positive integer"):
+        BradleyTerry().fit(["x"], ["y"], ["A"], [0])
+
+
+def test_mt_bench_count_bootstrap_matches_per_vote_resampling():
+    """Resampling the per-pair outcome counts (multinomial) is the per-vote bootstrap in another
+    form: the same point estimates, and intervals of the same width as resampling the 3,355 human
+    votes themselves with replacement."""
+    human = pd.read_parquet(BUNDLED_DATA_DIR / "human.parquet")
+    outcome = human["winner"].map({"model_a": "A", "model_b": "B"}).fillna("tie")
+    fit = BradleyTerry(n_bootstrap=1000, seed=0).fit(human["model_a"], human["model_b"], outcome)
+
+    models = {m: k for k, m in enumerate(fit.models_)}
+    ia, ib = human["model_a"].map(models).to_numpy(), human["model_b"].map(models).to_numpy()
+    score = outcome.map({"A": 1.0, "B": 0.0, "tie": 0.5}).to_numpy()
+    first, second = np.minimum(ia, ib), np.maximum(ia, ib)
+    score = np.where(ia > ib, 1.0 - score, score)
+    keys, cell = np.unique((first * len(models) + second) * 3 + (2 * score).astype(int), return_inverse=True)
+    rng = np.random.default_rng(7)
+    n = np.vstack([np.bincount(cell, minlength=len(keys))] + [
+        np.bincount(cell[rng.integers(0, len(cell), len(cell))], minlength=len(keys)) for _ in range(1000)
+    ]).astype(float)
+    cell_first, cell_second, cell_score = keys // 3 // len(models), keys // 3 % len(models), (keys % 3) / 2.0
+    ratings = 1000 + 400 / np.log(10) * fit_log_strengths(n, n * cell_score, cell_first, cell_second, len(models), 0.01)
+    np.testing.assert_allclose(fit.ratings_, ratings[0], atol=1e-6)
+    per_vote_width = np.quantile(ratings[1:], 0.975, axis=0) - np.quantile(ratings[1:], 0.025, axis=0)
+    np.testing.assert_allclose(fit.ci_high_ - fit.ci_low_, per_vote_width, rtol=0.12)
+
+
 def test_model_leaderboard_three_sources_side_by_side():
     consensus, judgments = sources_frames()
-    board = model_leaderboard(consensus, judgments, n_bootstrap=200)
+    board = model_leaderboard(counts_of(consensus, judgments), n_bootstrap=200)
     assert board.columns.tolist() == ["source", "model", "rating", "ci_low", "ci_high", "rank", "n_comparisons"]
     order = {s: part["model"].tolist() for s, part in board.groupby("source")}
     assert order == {"consensus": ["m1", "m2", "m3"], "human": ["m1", "m2", "m3"], "llm": ["m3", "m2", "m1"]}
@@ -119,15 +172,15 @@ def test_model_leaderboard_three_sources_side_by_side():
 
 def test_no_llm_votes_means_no_llm_rows_and_no_comparisons_an_empty_board():
     consensus, judgments = sources_frames()
-    board = model_leaderboard(consensus, judgments[judgments["annotator_kind"] == "human"], n_bootstrap=20)
+    board = model_leaderboard(counts_of(consensus, judgments[judgments["annotator_kind"] == "human"]), n_bootstrap=20)
     assert set(board["source"]) == {"consensus", "human"}
-    empty = model_leaderboard(consensus.iloc[:0], judgments.iloc[:0], n_bootstrap=20)
+    empty = model_leaderboard(counts_of(consensus.iloc[:0], judgments.iloc[:0]), n_bootstrap=20)
     assert empty.empty and empty.columns.tolist() == board.columns.tolist()
 
 
 def test_plot_has_one_series_per_source_and_every_model():
     consensus, judgments = sources_frames()
-    fig = plot_leaderboard(model_leaderboard(consensus, judgments, n_bootstrap=20))
+    fig = plot_leaderboard(model_leaderboard(counts_of(consensus, judgments), n_bootstrap=20))
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["consensus", "human", "llm"]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["m3", "m2", "m1"]  # best (consensus) on top

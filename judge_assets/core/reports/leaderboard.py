@@ -10,16 +10,22 @@ wins or loses all its comparisons and fixes the free shift at mean zero.
 Ratings are Elo-scaled: ``rating = 1000 + 400 * log10(e) * (r - mean(r))``, so the mean
 rating of the models in a leaderboard is 1000 and 400 points are 10:1 odds. The 95% intervals
 are percentile bootstrap intervals: the comparisons are resampled with replacement
-``n_bootstrap`` times (a multinomial draw over distinct (pair, outcome) cells, which is the
-same distribution) and every resample is refitted; all resamples are fitted together as one
-separable problem with ``scipy.optimize.minimize`` (L-BFGS-B, analytic gradient).
+``n_bootstrap`` times and every resample is refitted. Resampling n comparisons with replacement is
+a multinomial draw of n over the distinct (pair, outcome) cells with their observed shares, so the
+fit never sees single votes: DuckDB counts the comparisons per cell (:func:`comparison_counts`)
+and the bootstrap draws the cell counts, which costs the same at 5K or 10M votes. All resamples
+are fitted together as one separable problem with ``scipy.optimize.minimize`` (L-BFGS-B,
+analytic gradient).
 """
 
 from __future__ import annotations
 
+import duckdb
 import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
+
+from judge_assets.core.db import table_columns
 
 OUTCOME_SCORE = {"A": 1.0, "B": 0.0, "tie": 0.5}
 ELO_BASE_RATING = 1000.0
@@ -121,19 +127,24 @@ class BradleyTerry:
         self.l2 = l2
         self.seed = seed
 
-    def fit(self, model_a, model_b, outcome) -> "BradleyTerry":
+    def fit(self, model_a, model_b, outcome, count=None) -> "BradleyTerry":
         """Fit on comparisons.
 
-        ``model_a``, ``model_b``: shape (n_comparisons,) model names; ``outcome``: shape
-        (n_comparisons,) ``A`` (model_a better), ``B`` (model_b better) or ``tie``.
+        ``model_a``, ``model_b``: shape (n,) model names; ``outcome``: shape (n,) ``A`` (model_a
+        better), ``B`` (model_b better) or ``tie``; ``count``: shape (n,) how many comparisons each
+        row stands for (positive integers; default one each), so aggregated counts fit as cheaply
+        as a few rows.
         """
         a = pd.Series(np.asarray(model_a, dtype=object))
         b = pd.Series(np.asarray(model_b, dtype=object))
         out = pd.Series(np.asarray(outcome, dtype=object))
-        if not len(a) == len(b) == len(out):
-            raise ValueError(f"model_a, model_b and outcome differ in length: {len(a)}, {len(b)}, {len(out)}")
+        weight = np.ones(len(a), dtype=np.int64) if count is None else np.asarray(count, dtype=np.int64)
+        if not len(a) == len(b) == len(out) == len(weight):
+            raise ValueError(f"model_a, model_b, outcome and count differ in length: {len(a)}, {len(b)}, {len(out)}, {len(weight)}")
         if len(a) == 0:
             raise ValueError("no comparisons to fit")
+        if (weight < 1).any():
+            raise ValueError("count must be a positive integer for every row")
         if a.isna().any() or b.isna().any():
             raise ValueError("model_a and model_b must not be missing")
         bad = sorted(set(out.dropna().astype(str)) - set(OUTCOME_SCORE)) + (["<missing>"] if out.isna().any() else [])
@@ -147,14 +158,15 @@ class BradleyTerry:
         index = {m: k for k, m in enumerate(models)}
         ia, ib = a.map(index).to_numpy(), b.map(index).to_numpy()
         score = out.map(OUTCOME_SCORE).to_numpy(dtype=float)
-        # Canonical cell: first < second, score from the first model's side.
+        # Canonical cell (first < second, score from the first model's side), cells in sorted order.
         flip = ia > ib
         first, second = np.where(flip, ib, ia), np.where(flip, ia, ib)
         score = np.where(flip, 1.0 - score, score)
-        cells = pd.DataFrame({"first": first, "second": second, "score": score}).value_counts().reset_index()
-        counts = cells["count"].to_numpy(dtype=float)
-        cell_first, cell_second = cells["first"].to_numpy(), cells["second"].to_numpy()
-        cell_score = cells["score"].to_numpy()
+        cell_key = (first * len(models) + second) * 3 + (2 * score).astype(np.int64)
+        keys, cell_of_row = np.unique(cell_key, return_inverse=True)
+        counts = np.bincount(cell_of_row, weights=weight).astype(float)
+        cell_first, cell_second = keys // 3 // len(models), keys // 3 % len(models)
+        cell_score = (keys % 3) / 2.0
         n_total = int(counts.sum())
 
         rng = np.random.default_rng(self.seed)
@@ -169,7 +181,7 @@ class BradleyTerry:
         self.bootstrap_ratings_ = ratings[1:]
         self.ci_low_ = np.quantile(ratings[1:], tail, axis=0)
         self.ci_high_ = np.quantile(ratings[1:], 1.0 - tail, axis=0)
-        self.n_comparisons_ = np.bincount(np.concatenate([ia, ib]), minlength=len(models))
+        self.n_comparisons_ = np.bincount(np.concatenate([ia, ib]), weights=np.concatenate([weight, weight]), minlength=len(models)).astype(np.int64)
         return self
 
     def to_frame(self) -> pd.DataFrame:
@@ -187,51 +199,44 @@ class BradleyTerry:
         return frame.sort_values(["rank", "model"]).reset_index(drop=True)
 
 
-def comparisons_by_source(consensus_labels: pd.DataFrame, judgments: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """The comparisons (``model_a, model_b, outcome``) of each leaderboard source.
+def comparison_counts(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Comparisons per leaderboard source, model pair (as recorded) and outcome, counted by DuckDB.
 
-    ``consensus``: one per item of ``consensus_labels`` (columns ``model_a, model_b,
-    consensus_label``); ``human`` / ``llm``: one per vote of ``judgments`` (columns
-    ``model_a, model_b, label, annotator_kind``) by annotators of that kind. Sources without
-    comparisons are left out.
-    """
-    missing = {"model_a", "model_b", "consensus_label"} - set(consensus_labels.columns)
-    missing_j = {"model_a", "model_b", "label", "annotator_kind"} - set(judgments.columns)
-    if missing or missing_j:
-        raise ValueError(
-            f"missing columns: consensus_labels {sorted(missing)}, judgments {sorted(missing_j)}"
-        )
-    sources = {
-        "consensus": consensus_labels.rename(columns={"consensus_label": "outcome"}),
-        "human": judgments[judgments["annotator_kind"] == "human"].rename(columns={"label": "outcome"}),
-        "llm": judgments[judgments["annotator_kind"] == "llm"].rename(columns={"label": "outcome"}),
-    }
-    return {
-        name: frame[["model_a", "model_b", "outcome"]].reset_index(drop=True)
-        for name, frame in sources.items()
-        if len(frame)
-    }
-
-
-def model_leaderboard(
-    consensus_labels: pd.DataFrame,
-    judgments: pd.DataFrame,
-    *,
-    n_bootstrap: int = 1000,
-    seed: int = 0,
-) -> pd.DataFrame:
-    """Bradley-Terry leaderboards from consensus labels, human votes and LLM-judge votes.
-
-    Returns a long frame ``source, model, rating, ci_low, ci_high, rank, n_comparisons``
-    with ``source`` in ``consensus | human | llm`` (see :func:`comparisons_by_source`), each
-    source's rows best first. Each source is an independent fit (its own mean-1000 anchor).
-    No comparisons at all (e.g. a dataset without model pairs) give an empty frame.
+    Columns ``source, model_a, model_b, outcome, n``. ``consensus``: one comparison per item of
+    ``consensus_labels`` (outcome ``consensus_label``); ``human`` / ``llm``: one per vote of
+    ``judgments`` (``label``) by annotators of that ``annotator_kind``. Rows without both models
+    (generic data) are left out, so such data gives no rows. The result has at most
+    3 sources × pairs × outcomes rows, whatever the number of votes.
     """
     parts = []
-    for source, comparisons in comparisons_by_source(consensus_labels, judgments).items():
-        fit = BradleyTerry(n_bootstrap=n_bootstrap, seed=seed).fit(
-            comparisons["model_a"], comparisons["model_b"], comparisons["outcome"]
+    for table, outcome, source in (("consensus_labels", "consensus_label", "'consensus'"), ("judgments", "label", "annotator_kind")):
+        present = table_columns(con, table)
+        missing = sorted({"model_a", "model_b", outcome, *(["annotator_kind"] if table == "judgments" else [])} - set(present))
+        if missing:
+            raise ValueError(f"{table} lacks column(s) {missing} for the model leaderboard")
+        keep = "" if table == "consensus_labels" else " AND annotator_kind IN ('human', 'llm')"
+        parts.append(
+            f"SELECT {source} AS source, model_a, model_b, {outcome} AS outcome, count(*) AS n FROM {table} "
+            f"WHERE model_a IS NOT NULL AND model_b IS NOT NULL{keep} GROUP BY ALL"
         )
+    return con.execute(" UNION ALL ".join(parts) + " ORDER BY source, model_a, model_b, outcome").df()
+
+
+def model_leaderboard(counts: pd.DataFrame, *, n_bootstrap: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Bradley-Terry leaderboards from consensus labels, human votes and LLM-judge votes.
+
+    ``counts``: :func:`comparison_counts` (``source, model_a, model_b, outcome, n``). Returns a
+    long frame ``source, model, rating, ci_low, ci_high, rank, n_comparisons`` with ``source`` in
+    ``consensus | human | llm``, each source's rows best first. Each source is an independent fit
+    (its own mean-1000 anchor); sources without comparisons are left out, and no comparisons at
+    all (e.g. a dataset without model pairs) give an empty frame.
+    """
+    parts = []
+    for source in SOURCES:
+        rows = counts[counts["source"] == source]
+        if rows.empty:
+            continue
+        fit = BradleyTerry(n_bootstrap=n_bootstrap, seed=seed).fit(rows["model_a"], rows["model_b"], rows["outcome"], rows["n"])
         frame = fit.to_frame()
         frame.insert(0, "source", source)
         parts.append(frame)
