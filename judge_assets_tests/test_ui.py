@@ -249,7 +249,7 @@ def test_a_partition_added_by_hand_fails_with_one_line_and_can_be_deleted(ui):
     assert "Delete partitions" in failure["error"]["message"] and failure["error"]["cause"] is None
     assert "KeyError" not in json.dumps(run)
 
-    deleted = ui.gql(  # raw_judgments → ⋮ → Delete partitions → typed-by-hand → Delete 1 partition
+    deleted = ui.gql(  # raw_judgments → ▾ beside Materialize… → Delete partitions → typed-by-hand → Delete 1 partition
         "mutation($r: RepositorySelector!) { deleteDynamicPartitions(repositorySelector: $r, partitionsDefName: \"annotation_batches\", "
         "partitionKeys: [\"typed-by-hand\"]) { __typename } }", {"r": repository},
     )

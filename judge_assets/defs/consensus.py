@@ -99,6 +99,11 @@ class ConsensusConfig(dg.Config):
     columns={
         "consensus_labels": {
             "item_id": "The item (one row per item).",
+            "question_id": "MT-Bench question id (pairwise only).",
+            "turn": "The judged turn.",
+            "model_a": "First model of the pair, in sorted order.",
+            "model_b": "Second model of the pair, in sorted order.",
+            "category": "The question's category.",
             "consensus_label": "CROWDLAB's consensus label over all counted annotators and the model prior.",
             "consensus_quality_score": "How far to trust the consensus label, 0-1 (CROWDLAB label quality).",
             "annotator_agreement": "Share of the item's annotators whose vote equals the consensus label.",

@@ -58,7 +58,7 @@ IN_PROGRESS_SUFFIXES = (".tmp", ".partial", ".crdownload", ".part")
 
 
 #: where to remove a partition that has no batch behind it (README: "The Dagster UI")
-DELETE_PARTITION_HINT = "remove a partition added by mistake on the raw_judgments page: ⋮ (top right) → Delete partitions"
+DELETE_PARTITION_HINT = "remove a partition added by mistake on the raw_judgments page: ▾ beside Materialize… → Delete partitions"
 
 
 @table_asset(
@@ -179,8 +179,8 @@ def rejections_metadata(rejections: list[Rejection]) -> dict[str, dg.MetadataVal
     name=REJECTIONS_CHECK,
     blocking=False,
     pool=DB_POOL,
-    description=f"Fails while an annotation file refused by the ingest gate waits in <inbox>/{REJECTED_DIR}/ and no file "
-    f"of its name has passed the gate since (table {REJECTED_TABLE}); lists each with its reason.",
+    description=f"Fails while an annotation file refused by the ingest gate waits in the inbox's {REJECTED_DIR}/ folder and "
+    f"no file of its name has passed the gate since (table {REJECTED_TABLE}); lists each with its reason.",
 )
 def no_unresolved_rejected_files(duckdb: JudgeDuckDBResource) -> dg.AssetCheckResult:
     with duckdb.get_connection() as con:
@@ -235,7 +235,7 @@ def annotation_inbox(context: dg.SensorEvaluationContext, duckdb: JudgeDuckDBRes
     events = [_rejections_evaluation(rejections)]
     if not new:
         said = [a.message for a in admitted] or [f"no new files in {inbox}"]
-        return dg.SensorResult(skip_reason="\n".join([*said, rejections_summary(rejections)]), cursor=cursor, asset_events=events)
+        return dg.SensorResult(skip_reason=". ".join([*said, rejections_summary(rejections)]), cursor=cursor, asset_events=events)
     return dg.SensorResult(
         run_requests=[dg.RunRequest(partition_key=b, run_key=f"ingest-{b}") for b in new],
         dynamic_partitions_requests=[annotation_batches.build_add_request(new)],

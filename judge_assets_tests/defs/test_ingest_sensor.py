@@ -131,8 +131,8 @@ def test_a_refused_file_is_named_on_the_tick_and_turns_the_check_red_until_it_le
 
     said = _skipped(refused)
     assert said.startswith(f"refused: {inbox / 'round3.jsonl'}, row 2, column 'turn': is not an integer ≥ 1 (value '0')")
-    assert f"moved to {inbox / 'rejected' / 'round3.jsonl'}" in said
-    assert "1 refused annotation file(s) wait in rejected/: round3.jsonl — fix each and drop it into the inbox again" in said
+    assert f"moved to {inbox / 'rejected' / 'round3.jsonl'} (reason in round3.jsonl.error.txt); none of its votes were stored. " \
+        "1 refused annotation file(s) wait in rejected/: round3.jsonl — fix each and drop it into the inbox again" in said
     con = duckdb.connect(str(mt_bench_db), read_only=True)
     [(file, why, resolved)] = con.execute("SELECT file, reason, resolved FROM rejected_files").fetchall()
     con.close()
@@ -144,7 +144,7 @@ def test_a_refused_file_is_named_on_the_tick_and_turns_the_check_red_until_it_le
     assert _tick(instance, mt_bench_db, cursor=refused.cursor).asset_events == []  # nothing changed: the database is not opened
     (inbox / "rejected" / "round3.jsonl").unlink()
     cleared = _tick(instance, mt_bench_db, cursor=refused.cursor)
-    assert _skipped(cleared) == f"no new files in {inbox}\nno refused annotation file waits in rejected/"
+    assert _skipped(cleared) == f"no new files in {inbox}. no refused annotation file waits in rejected/"
     [check] = cleared.asset_events
     assert check.passed
     con = duckdb.connect(str(mt_bench_db), read_only=True)
@@ -307,7 +307,7 @@ def test_a_partition_added_by_hand_fails_with_one_line_and_writes_nothing(tmp_pa
     assert description == (
         "annotation batch 'typed-by-hand': no such batch in annotation_batches, so there is no file to load; batches are added "
         "by `judge-assets run` (the configured JUDGE_SOURCE), `judge-assets ingest FILE` or a file in the inbox; remove a "
-        "partition added by mistake on the raw_judgments page: ⋮ (top right) → Delete partitions"
+        "partition added by mistake on the raw_judgments page: ▾ beside Materialize… → Delete partitions"
     )
     assert error.cls_name == "Failure" and error.cause is None and error.context is None  # no KeyError trace behind it
     con = duckdb.connect(str(db), read_only=True)
