@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -13,6 +15,7 @@ import pytest
 from judge_assets.config import BUNDLED_DATA_DIR
 from judge_assets.core.sources.batches import (
     Batch,
+    FileScan,
     JudgmentInputError,
     file_batch,
     load_batch,
@@ -47,13 +50,15 @@ def test_bundled_human_file_holds_one_repeated_vote_which_strict_validation_refu
         validate_batch(load_batch(batch), batch.label)
 
 
-@pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])
-def test_local_files_load_through_datasets_builders(tmp_path, suffix):
+@pytest.mark.parametrize("suffix", [".jsonl", ".json", ".csv", ".parquet"])
+def test_local_files_load_through_duckdb_readers(tmp_path, suffix):
     rows = _pairwise_rows()
     path = tmp_path / f"batch{suffix}"
     frame = pd.DataFrame(rows)
     if suffix == ".jsonl":
         _write_jsonl(path, rows)
+    elif suffix == ".json":
+        path.write_text(json.dumps(rows), encoding="utf-8")
     elif suffix == ".csv":
         frame.to_csv(path, index=False)
     else:
@@ -61,7 +66,84 @@ def test_local_files_load_through_datasets_builders(tmp_path, suffix):
     [batch] = source_batches(str(path))
     assert batch.kind == "file" and batch.batch_id.startswith("batch-")
     table = load_batch(batch)
-    assert table.num_rows == 3 and validate_batch(table, batch.label) == "pairwise"
+    assert isinstance(table, FileScan) and table.num_rows == 3 and validate_batch(table, batch.label) == "pairwise"
+    assert table.slice(0, 2).to_pylist() == [{k: r[k] for k in table.column_names} for r in rows[:2]]
+
+
+def test_local_files_stream_into_duckdb_without_datasets_or_a_python_copy(tmp_path, monkeypatch):
+    """The bundled parquet files go from DuckDB's reader straight into raw_judgments: the stored
+    rows equal the file's, in file order, and `datasets` is never imported for them."""
+    monkeypatch.setitem(sys.modules, "datasets", None)  # importing it now raises ImportError
+    con = duckdb.connect(str(tmp_path / "db.duckdb"))
+    for batch in source_batches("bundled:mt_bench"):
+        scan = load_batch(batch)
+        assert isinstance(scan, FileScan) and "read_parquet" in scan.sql
+        assert write_batch(con, batch, scan, validate_batch(scan, batch.label, allow_duplicates=True)) == scan.num_rows
+    stored = con.execute(
+        "SELECT * EXCLUDE (batch_id, source, source_row, ingested_at) FROM raw_judgments WHERE batch_id = 'mt_bench-human' ORDER BY source_row"
+    ).to_arrow_table()
+    expected = pq.read_table(BUNDLED_DATA_DIR / "human.parquet")
+    assert stored.to_pylist() == expected.to_pylist()
+    assert con.execute("SELECT min(source_row), max(source_row), count(DISTINCT source_row) FROM raw_judgments "
+                       "WHERE batch_id = 'mt_bench-gpt4_pair'").fetchone() == (1, 2400, 2400)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_text_files_keep_file_order_and_a_late_odd_value_is_named_by_its_row(tmp_path, suffix):
+    """DuckDB reads text files in parallel; source_row is still the row in the file. Its sniffer reads
+    the whole file, so a bad value far down makes the column text and validation names the row."""
+    n = 30_000
+    frame = pd.DataFrame({
+        "question_id": np.arange(n), "model_a": "gpt-4", "model_b": "claude-v1", "winner": "tie",
+        "judge": [f"j{i}" for i in range(n)], "turn": 1,
+    })
+    path = tmp_path / f"many{suffix}"
+    write = (lambda f: f.to_csv(path, index=False)) if suffix == ".csv" else (lambda f: f.to_json(path, orient="records", lines=True))
+    write(frame)
+    batch = file_batch(path)
+    con = duckdb.connect(str(tmp_path / "db.duckdb"))
+    scan = load_batch(batch)
+    write_batch(con, batch, scan, validate_batch(scan, batch.label))
+    assert con.execute("SELECT count(*), count(*) FILTER (WHERE source_row = question_id + 1) FROM raw_judgments").fetchone() == (n, n)
+    assert con.execute("SELECT column_type FROM (DESCRIBE raw_judgments) WHERE column_name = 'question_id'").fetchone() == ("BIGINT",)
+    frame["question_id"] = frame["question_id"].astype(object)
+    frame.loc[25_000, "question_id"] = "eighty"
+    write(frame)
+    with pytest.raises(JudgmentInputError, match=r"row 25001, column 'question_id': is not an integer \(value 'eighty'\)"):
+        validate_batch(load_batch(file_batch(path)), str(path))
+
+
+def test_conversations_of_a_jsonl_batch_join_the_stored_parquet_ones_by_field_name(tmp_path):
+    """JSON objects name {role, content} in their own order; the stored column (from parquet) is
+    STRUCT(content, role)[]: the insert matches the fields by name."""
+    con = duckdb.connect(str(tmp_path / "db.duckdb"))
+    parquet = tmp_path / "first.parquet"
+    pq.write_table(pq.read_table(BUNDLED_DATA_DIR / "human.parquet").slice(0, 3), parquet)
+    jsonl = tmp_path / "second.jsonl"
+    _write_jsonl(jsonl, [{**r, "conversation_a": [{"role": "user", "content": "hi"}], "conversation_b": [{"role": "user", "content": "yo"}]}
+                         for r in _pairwise_rows(2)])
+    for path in (parquet, jsonl):
+        batch = file_batch(path)
+        scan = load_batch(batch)
+        write_batch(con, batch, scan, validate_batch(scan, batch.label))
+    assert con.execute("SELECT conversation_a[1].content, conversation_a[1].role FROM raw_judgments WHERE source LIKE '%second.jsonl' "
+                       "ORDER BY source_row").fetchall() == [("hi", "user"), ("hi", "user")]
+
+
+def test_a_csv_with_only_a_header_is_refused_with_its_name(tmp_path):
+    path = tmp_path / "header.csv"
+    path.write_text("question_id,model_a,model_b,winner,judge\n")
+    with pytest.raises(JudgmentInputError, match="header.csv: contains no rows \\(only a header\\?\\)"):
+        load_batch(file_batch(path))
+
+
+def test_utf8_check_reads_in_chunks_and_names_the_line_past_a_chunk_boundary(tmp_path):
+    path = tmp_path / "long.jsonl"
+    row = json.dumps({**_pairwise_rows(1)[0], "judge": "Jos\u00e9 " + "x" * 200}, ensure_ascii=False).encode() + b"\n"
+    count = (3 << 20) // len(row) + 1  # past three 1 MiB chunks, many characters split by a boundary
+    path.write_bytes(row * count + b'{"judge": "Jos\xe9"}\n')
+    with pytest.raises(JudgmentInputError, match=f"long.jsonl: line {count + 1} is not valid UTF-8 \\(byte 14\\)"):
+        load_batch(file_batch(path))
 
 
 def test_batch_id_follows_content_not_name(tmp_path):

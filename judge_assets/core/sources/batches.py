@@ -1,14 +1,21 @@
 """Sources of judgments: where annotation batches come from, how they load, how they are checked.
 
-Every source is read through ``datasets.load_dataset``:
+Sources:
 
 - ``bundled:mt_bench`` — the MT-Bench human judgments shipped in ``judge_assets/data``
   (two batches: ``mt_bench-human`` and ``mt_bench-gpt4_pair``);
-- a local file (``.parquet``, ``.jsonl``, ``.json``, ``.csv``) — one batch, loaded with the
-  ``parquet`` / ``json`` / ``csv`` builder, its batch id derived from the file's content hash;
+- a local file (``.parquet``, ``.jsonl``, ``.json``, ``.csv``) — one batch, its batch id derived
+  from the file's content hash;
 - a local folder — one such file batch per supported file directly in it, in name order (so the
   files may have different columns; sub-folders and hidden files are not read);
-- a Hugging Face dataset id (``owner/name``) — one batch per split.
+- a Hugging Face dataset id (``owner/name``) — one batch per split, read with
+  ``datasets.load_dataset`` into an Arrow table.
+
+Local files (bundled ones included) are never copied into Python: :func:`load_batch` returns a
+:class:`FileScan`, DuckDB's own reader (``read_parquet`` / ``read_json`` / ``read_csv``) over the
+file where it lies. Validation runs as DuckDB queries over that reader, and :func:`write_batch`
+streams it straight into ``raw_judgments``, so loading costs a few passes over the file and
+memory stays flat at any size.
 
 Two input schemas are recognised from the columns (see :data:`SCHEMAS`). A batch that does not
 fit raises :class:`JudgmentInputError` naming the file, the row (1-based, as ``source_row``) and
@@ -19,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import duckdb
@@ -161,27 +169,114 @@ def folder_batches(folder: Path, splits: tuple[str, ...] = ()) -> list[Batch]:
     return [file_batch(p) for p in files]
 
 
-def load_batch(batch: Batch) -> pa.Table:
-    """Read a batch through ``datasets.load_dataset`` as an Arrow table, rows in file order."""
+#: DuckDB's CSV sniffer may pick only these types (no dates or times: text stays text); it reads the
+#: whole file to decide (``sample_size = -1``), so a late odd value makes the column text and
+#: validation names its row instead of the reader failing on it.
+CSV_TYPES = ("BOOLEAN", "BIGINT", "DOUBLE", "VARCHAR")
+
+
+def _reader_sql(path: Path) -> str:
+    """The DuckDB table function reading ``path`` by its suffix."""
+    builder = FILE_BUILDERS[path.suffix.lower()]
+    where = quote_literal(str(path))
+    if builder == "parquet":
+        return f"read_parquet({where})"
+    if builder == "csv":
+        types = ", ".join(map(quote_literal, CSV_TYPES))
+        return f"read_csv({where}, header = true, sample_size = -1, auto_type_candidates = [{types}])"
+    return f"read_json({where}, format = 'auto', sample_size = -1)"
+
+
+@dataclass(frozen=True)
+class FileScan:
+    """A local file batch as DuckDB reads it, where it lies: nothing of it is held in Python.
+
+    ``label`` names the batch in messages; ``sql`` is the table function reading the file
+    (``read_parquet(…)``, ``read_json(…)``, ``read_csv(…)``), usable in any DuckDB connection;
+    ``schema`` its columns as Arrow types. It offers what callers of a loaded batch use of a
+    ``pyarrow.Table``: ``column_names``, ``schema``, ``num_rows`` (counted by DuckDB on first use),
+    ``slice`` (a small Arrow table, for previews) and the Arrow stream protocol, so
+    ``con.register(name, scan)`` streams the file in batches.
+    """
+
+    label: str
+    sql: str
+    schema: pa.Schema
+
+    @property
+    def column_names(self) -> list[str]:
+        return list(self.schema.names)
+
+    @cached_property
+    def num_rows(self) -> int:
+        return _scalar(f"SELECT count(*) FROM {self.sql}")
+
+    def slice(self, offset: int = 0, length: int | None = None) -> pa.Table:
+        """Rows ``offset …`` (``length`` of them, default all) as an Arrow table, in file order."""
+        limit = f" LIMIT {int(length)}" if length is not None else ""
+        con = duckdb.connect()
+        try:
+            return con.sql(f"SELECT * FROM {self.sql}{limit} OFFSET {int(offset)}").to_arrow_table()
+        finally:
+            con.close()
+
+    def __arrow_c_stream__(self, requested_schema=None):
+        return duckdb.connect().sql(f"SELECT * FROM {self.sql}").fetch_arrow_reader().__arrow_c_stream__(requested_schema)
+
+
+#: What :func:`load_batch` returns: a :class:`FileScan` for local files, an Arrow table for Hub splits.
+BatchData = FileScan | pa.Table
+
+
+def _scalar(sql: str):
+    con = duckdb.connect()
+    try:
+        return con.execute(sql).fetchone()[0]
+    finally:
+        con.close()
+
+
+def load_batch(batch: Batch) -> BatchData:
+    """Open a batch, rows in file order: a :class:`FileScan` for a bundled or local file (DuckDB
+    reads it where it lies), an Arrow table from ``datasets.load_dataset`` for a Hugging Face split.
+
+    Raises :class:`JudgmentInputError` for an empty, non-UTF-8, unparseable or row-less file."""
+    if batch.kind in ("bundled", "file"):
+        return _scan_file(batch)
     import datasets
 
     datasets.disable_progress_bars()
-    if batch.kind == "file":
-        _check_text_file(Path(batch.location))
     try:
-        if batch.kind in ("bundled", "file"):
-            builder = FILE_BUILDERS[batch.path.suffix.lower()]
-            ds = datasets.load_dataset(builder, data_files={"data": str(batch.path)}, split="data")
-        else:
-            ds = datasets.load_dataset(batch.location, split=batch.split)
-    except Exception as exc:  # noqa: BLE001 - surface any parser error with the file's name
-        if "corresponds to no data" in str(exc):  # datasets' words for a CSV holding only a header
-            raise JudgmentInputError(batch.label, "contains no rows (only a header?)") from exc
+        ds = datasets.load_dataset(batch.location, split=batch.split)
+    except Exception as exc:  # noqa: BLE001 - surface any loader error with the dataset's name
         raise JudgmentInputError(batch.label, f"cannot be read: {type(exc).__name__}: {_first_line(exc)}") from exc
     table = ds.data.table
     if table.num_rows == 0:
         raise JudgmentInputError(batch.label, "contains no rows")
     return table
+
+
+def _scan_file(batch: Batch) -> FileScan:
+    path = batch.path
+    if batch.kind == "file":
+        _check_text_file(path)
+    sql = _reader_sql(path)
+    con = duckdb.connect()
+    try:
+        mixed = [name for name, dtype, *_ in con.execute(f"DESCRIBE SELECT * FROM {sql}").fetchall() if dtype == "JSON"]
+        if mixed:  # read_json keeps a column of mixed value types as JSON: its values as text (81, 'eighty')
+            as_text = ", ".join(f"json_extract_string({quote_ident(c)}, '$') AS {quote_ident(c)}" for c in mixed)
+            sql = f"(SELECT * REPLACE ({as_text}) FROM {sql})"
+        schema = con.sql(f"SELECT * FROM {sql}").limit(0).to_arrow_table().schema
+        empty = con.execute(f"SELECT count(*) = 0 FROM (SELECT 1 FROM {sql} LIMIT 1)").fetchone()[0]
+    except duckdb.Error as exc:
+        raise JudgmentInputError(batch.label, f"cannot be read: {type(exc).__name__}: {_first_line(exc)}") from exc
+    finally:
+        con.close()
+    if empty:
+        only_header = FILE_BUILDERS[path.suffix.lower()] == "csv"
+        raise JudgmentInputError(batch.label, "contains no rows (only a header?)" if only_header else "contains no rows")
+    return FileScan(batch.label, sql, schema)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -193,19 +288,32 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _check_text_file(path: Path) -> None:
-    """Text formats must be UTF-8 and non-empty; name the first bad line."""
+    """Text formats must be UTF-8 and non-empty; name the first bad line (read in 1 MiB chunks)."""
     if path.stat().st_size == 0:
         raise JudgmentInputError(str(path), "the file is empty")
     if FILE_BUILDERS[path.suffix.lower()] == "parquet":
         return
+    line, column, carry = 1, 0, b""  # line and byte offset where ``buf`` starts; an unfinished character
     with open(path, "rb") as handle:
-        for number, line in enumerate(handle, start=1):
+        while True:
+            chunk = handle.read(1 << 20)
+            buf = carry + chunk
+            carry = b""
             try:
-                line.decode("utf-8")
+                buf.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise JudgmentInputError(
-                    str(path), f"line {number} is not valid UTF-8 (byte {exc.start}): save the file as UTF-8"
-                ) from exc
+                if chunk and exc.end == len(buf) and exc.reason == "unexpected end of data":
+                    buf, carry = buf[: exc.start], buf[exc.start :]  # a character split by the chunk boundary
+                else:
+                    newline = buf.rfind(b"\n", 0, exc.start)
+                    byte = exc.start - newline - 1 if newline >= 0 else column + exc.start
+                    bad_line = line + buf.count(b"\n", 0, exc.start)
+                    raise JudgmentInputError(str(path), f"line {bad_line} is not valid UTF-8 (byte {byte}): save the file as UTF-8") from exc
+            if not chunk:
+                return
+            newlines = buf.count(b"\n")
+            line += newlines
+            column = len(buf) - buf.rfind(b"\n") - 1 if newlines else column + len(buf)
 
 
 def detect_schema(columns: list[str], source: str) -> str:
@@ -248,8 +356,17 @@ def check_schema_fits(schema: str, stored: frozenset[str], source: str) -> None:
         )
 
 
+def _rows_sql(con: duckdb.DuckDBPyConnection, table: BatchData) -> str:
+    """A FROM item of the batch's rows with their 1-based ``source_row``, in file order. An Arrow
+    table is registered in ``con`` as ``batch_arrow``; a :class:`FileScan` is read where it lies."""
+    if isinstance(table, FileScan):
+        return f"(SELECT row_number() OVER () AS source_row, * FROM {table.sql})"
+    con.register("batch_arrow", table)
+    return "(SELECT row_number() OVER () AS source_row, * FROM batch_arrow)"
+
+
 def validate_batch(
-    table: pa.Table, source: str, classes: tuple[str, ...] | None = None, *, allow_duplicates: bool = False
+    table: BatchData, source: str, classes: tuple[str, ...] | None = None, *, allow_duplicates: bool = False
 ) -> str:
     """Check a loaded batch; returns its schema name or raises :class:`JudgmentInputError`.
 
@@ -259,11 +376,11 @@ def validate_batch(
     declared class set (when ``classes`` is given); one vote per (item, annotator) inside the batch,
     unless ``allow_duplicates`` (the configured source, e.g. MT-Bench itself, which holds one repeated
     vote: ``judgments`` then keeps the last one and counts the others).
+
+    The checks are DuckDB queries over the batch (one pass for all value checks, one for duplicates,
+    one more to name the rows of a failing check), so a file is never copied into memory.
     """
     schema = detect_schema(table.column_names, source)
-    con = duckdb.connect()
-    con.register("batch_arrow", table)
-    con.execute("CREATE TEMP TABLE b AS SELECT row_number() OVER () AS source_row, * FROM batch_arrow")
     checks: list[tuple[str, str, str]] = []  # (column, problem, SQL predicate of a bad row)
     for column in SCHEMAS[schema]["required"]:
         q = quote_ident(column)
@@ -286,16 +403,28 @@ def validate_batch(
             labels = ", ".join(map(quote_literal, classes))
             checks.append(("label", f"is not in the class set {', '.join(classes)}", f"CAST(label AS VARCHAR) NOT IN ({labels})"))
         key = "item_id, annotator"
-    for column, problem, predicate in checks:
-        bad = con.execute(f"SELECT source_row, CAST({quote_ident(column)} AS VARCHAR) FROM b WHERE {predicate} ORDER BY source_row").fetchall()
-        if bad:
+    con = duckdb.connect()
+    try:
+        rows = _rows_sql(con, table)
+        counts = con.execute(
+            "SELECT " + ", ".join(f"count(*) FILTER (WHERE {predicate})" for _, _, predicate in checks) + f" FROM {rows}"
+        ).fetchone()
+        for (column, problem, predicate), n_bad in zip(checks, counts):
+            if not n_bad:
+                continue
+            bad = con.execute(
+                f"SELECT source_row, CAST({quote_ident(column)} AS VARCHAR) FROM {rows} WHERE {predicate} "
+                f"ORDER BY source_row LIMIT {MAX_REPORTED_ROWS + 1}"
+            ).fetchall()
             row, value = bad[0]
-            more = f" ({len(bad) - 1} more row(s) like it: {', '.join(str(r) for r, _ in bad[1:MAX_REPORTED_ROWS + 1])}{'…' if len(bad) > MAX_REPORTED_ROWS + 1 else ''})" if len(bad) > 1 else ""
+            more = f" ({n_bad - 1} more row(s) like it: {', '.join(str(r) for r, _ in bad[1:])}{'…' if n_bad > MAX_REPORTED_ROWS + 1 else ''})" if n_bad > 1 else ""
             shown = "" if value is None else f" (value {value!r})"
             raise JudgmentInputError(source, f"{problem}{shown}{more}", row=row, column=column)
-    dup = None if allow_duplicates else con.execute(
-        f"SELECT min(source_row), max(source_row), count(*) FROM b GROUP BY {key} HAVING count(*) > 1 ORDER BY 1 LIMIT 1"
-    ).fetchone()
+        dup = None if allow_duplicates else con.execute(
+            f"SELECT min(source_row), max(source_row), count(*) FROM {rows} GROUP BY {key} HAVING count(*) > 1 ORDER BY 1 LIMIT 1"
+        ).fetchone()
+    finally:
+        con.close()
     if dup:
         raise JudgmentInputError(
             source,
@@ -313,32 +442,33 @@ def _is_message_list(arrow_type: pa.DataType) -> bool:
     return pa.types.is_struct(value) and {"role", "content"} <= {value.field(i).name for i in range(value.num_fields)}
 
 
-def write_batch(con: duckdb.DuckDBPyConnection, batch: Batch, table: pa.Table, schema: str) -> int:
-    """Replace partition ``batch.batch_id`` of ``raw_judgments`` with ``table``, atomically.
+def write_batch(con: duckdb.DuckDBPyConnection, batch: Batch, table: BatchData, schema: str) -> int:
+    """Replace partition ``batch.batch_id`` of ``raw_judgments`` with ``table``, atomically; returns its rows.
 
     Rows are stored exactly as read plus ``batch_id``, ``source``, ``source_row`` (1-based row in
-    the batch) and ``ingested_at``. Columns new to the table are added; a type clash fails the
-    whole write with the column named, as does a schema other than the stored batches'
-    (:func:`check_schema_fits`). The batch is recorded in ``annotation_batches``.
+    the batch) and ``ingested_at``. A :class:`FileScan` streams from the file into the table (one
+    ``INSERT … SELECT`` over DuckDB's reader: no copy in Python or in a temporary table). Columns
+    new to the table are added; a type clash fails the whole write with the column named, as does a
+    schema other than the stored batches' (:func:`check_schema_fits`). The batch is recorded in
+    ``annotation_batches``.
     """
-    con.register("batch_arrow", table)
+    rows = _rows_sql(con, table)
+    select = (
+        f"SELECT * EXCLUDE (source_row), {quote_literal(batch.batch_id)} AS batch_id, {quote_literal(batch.label)} AS source, "
+        f"source_row, now()::TIMESTAMP AS ingested_at FROM {rows}"
+    )
     try:
         with transaction(con):
             check_schema_fits(schema, stored_schemas(con, except_batch=batch.batch_id), batch.label)
-            con.execute(
-                "CREATE OR REPLACE TEMP TABLE batch_rows AS SELECT *, ? AS batch_id, ? AS source, "
-                "row_number() OVER () AS source_row, now()::TIMESTAMP AS ingested_at FROM batch_arrow",
-                [batch.batch_id, batch.label],
-            )
-            new_columns = table_columns(con, "batch_rows")
-            con.execute(f"CREATE TABLE IF NOT EXISTS {RAW_TABLE} AS SELECT * FROM batch_rows LIMIT 0")
+            new_columns = {row[0]: row[1] for row in con.execute(f"DESCRIBE {select}").fetchall()}
+            con.execute(f"CREATE TABLE IF NOT EXISTS {RAW_TABLE} AS {select} LIMIT 0")
             existing = table_columns(con, RAW_TABLE)
             for name, dtype in new_columns.items():
                 if name not in existing:
                     con.execute(f"ALTER TABLE {RAW_TABLE} ADD COLUMN {quote_ident(name)} {dtype}")
             con.execute(f"DELETE FROM {RAW_TABLE} WHERE batch_id = ?", [batch.batch_id])
             try:
-                con.execute(f"INSERT INTO {RAW_TABLE} BY NAME SELECT * FROM batch_rows")
+                n_rows = con.execute(f"INSERT INTO {RAW_TABLE} BY NAME {select}").fetchone()[0]
             except duckdb.Error as exc:
                 clash = [n for n, d in new_columns.items() if n in existing and existing[n] != d]
                 raise JudgmentInputError(
@@ -346,11 +476,11 @@ def write_batch(con: duckdb.DuckDBPyConnection, batch: Batch, table: pa.Table, s
                     f"column type does not match the stored data ({_first_line(exc)})",
                     column=clash[0] if clash else None,
                 ) from exc
-            con.execute("DROP TABLE batch_rows")
-            record_batch(con, batch, schema, table.num_rows)
+            record_batch(con, batch, schema, n_rows)
     finally:
-        con.unregister("batch_arrow")
-    return table.num_rows
+        if not isinstance(table, FileScan):
+            con.unregister("batch_arrow")
+    return n_rows
 
 
 def record_batch(con: duckdb.DuckDBPyConnection, batch: Batch, schema: str | None = None, n_rows: int | None = None) -> None:
