@@ -83,22 +83,6 @@ criteria:
         judge: pass-fail
 """
 
-#: Runs the CLI with the criteria group registered even when ``judge_assets/definitions.py`` does
-#: not list it yet (a no-op once it does). The CLI normally re-runs itself in a worker process
-#: (``python -m judge_assets.cli``, which would not see the registration), so this process is
-#: declared the worker of its parent, the script.
-BOOT = (
-    "import os, sys, dagster as dg\n"
-    "os.environ.setdefault('JUDGE_ASSETS_WORKER', str(os.getppid()))\n"
-    "import judge_assets.definitions as d\n"
-    "if not any(k.to_user_string() == 'grades' for a in d.defs.assets for k in a.keys):\n"
-    "    from judge_assets.defs.criteria import CRITERIA_ASSETS\n"
-    "    d.defs = dg.Definitions.merge(d.defs, dg.Definitions(assets=d.with_automation(CRITERIA_ASSETS)))\n"
-    "from judge_assets.cli import main\n"
-    "sys.exit(main(sys.argv[1:]))\n"
-)
-
-
 def single_outputs(path: Path = DATA, limit: int | None = None, seed: int = 0) -> pd.DataFrame:
     """One row per output: ``item_id`` (``<pair>:a`` / ``<pair>:b``), ``prompt``, ``response``,
     ``label`` (the gold output good, the other bad), shuffled (seeded) so batches mix both."""
@@ -143,7 +127,7 @@ def _env(out: Path, base_url: str, model: str) -> dict[str, str]:
 
 
 def ingest(env: dict[str, str], path: Path, select: str | None) -> subprocess.CompletedProcess:
-    args = [sys.executable, "-c", BOOT, "ingest", str(path), *(["--select", select] if select else [])]
+    args = [sys.executable, "-m", "judge_assets.cli", "ingest", str(path), *(["--select", select] if select else [])]
     return subprocess.run(args, env=env, capture_output=True, text=True, timeout=1800, cwd=ROOT)
 
 

@@ -18,6 +18,7 @@ import dagster as dg
 from judge_assets.core.sql.models import discover_models
 from judge_assets.defs.automation import judge_assets_automation, load_annotation_batch, rebuild, with_automation
 from judge_assets.defs.consensus import consensus, consensus_checks, majority_vote_labels
+from judge_assets.defs.criteria import CRITERIA_ASSETS
 from judge_assets.defs.reports import annotator_stats_history, consensus_benchmark, label_next, model_leaderboard
 from judge_assets.defs.resources import project_resources
 from judge_assets.defs.scoring import llm_judge_scores, model_probs, scoring_checks
@@ -39,6 +40,7 @@ PYTHON_ASSETS = [
     consensus_benchmark,
     annotator_stats_history,
     label_next,
+    *CRITERIA_ASSETS,
 ]
 
 #: Every table a SQL model may read: the Python assets' keys (SQL models may also read each other).
@@ -47,6 +49,7 @@ PYTHON_TABLES = {key.to_user_string() for asset in PYTHON_ASSETS for key in asse
 SQL_MODELS = build_sql_model_defs(SQL_MODELS_DIR, PYTHON_TABLES)
 
 ASSETS = [*PYTHON_ASSETS, *SQL_MODELS.assets]
+
 
 def _project_relative(reference: dg.LocalFileCodeReference) -> dg.LocalFileCodeReference:
     """``reference`` labelled with its path from the project root (the UI shows the label; the link keeps the file)."""
