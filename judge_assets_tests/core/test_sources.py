@@ -294,3 +294,14 @@ def test_a_batch_of_the_other_schema_is_refused_at_the_write(tmp_path):
         write_batch(con, batch, load_batch(batch), "generic")
     assert con.execute("SELECT * FROM raw_judgments ORDER BY source_row").fetchall() == before
     assert con.execute("SELECT batch_id FROM annotation_batches").fetchall() == [(good.batch_id,)]
+
+
+def test_one_grader_may_grade_several_criteria_of_one_output_but_not_one_criterion_twice(tmp_path):
+    path = tmp_path / "grades.csv"
+    path.write_text("item_id,annotator,label,criterion\no1,ann,good,concise\no1,ann,bad,on_topic\n")
+    batch = file_batch(path)
+    assert validate_batch(load_batch(batch), batch.label) == "generic"
+    path.write_text("item_id,annotator,label,criterion\no1,ann,good,concise\no1,ann,bad,concise\n")
+    batch = file_batch(path)
+    with pytest.raises(JudgmentInputError, match="row 2, column 'annotator': duplicate vote"):
+        validate_batch(load_batch(batch), batch.label)

@@ -402,7 +402,8 @@ def validate_batch(
         if classes:
             labels = ", ".join(map(quote_literal, classes))
             checks.append(("label", f"is not in the class set {', '.join(classes)}", f"CAST(label AS VARCHAR) NOT IN ({labels})"))
-        key = "item_id, annotator"
+        # grades per criterion: one grader may grade several criteria of one output
+        key = "item_id, annotator" + (", criterion" if "criterion" in table.column_names else "")
     con = duckdb.connect()
     try:
         rows = _rows_sql(con, table)
