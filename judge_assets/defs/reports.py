@@ -10,6 +10,7 @@ from judge_assets.core.reports import consensus_benchmark as cb
 from judge_assets.core.reports.history import HISTORY_TABLE, append_annotator_history
 from judge_assets.core.reports.leaderboard import comparison_counts
 from judge_assets.core.reports.leaderboard import model_leaderboard as fit_leaderboard
+from judge_assets.defs.automation import EVALUATION_TAGS, ROWS_SEEN_METADATA, evaluation_cadence
 from judge_assets.defs.metadata import frame_markdown, number, plot_metadata, table_metadata
 from judge_assets.defs.resources import JudgeDuckDBResource
 from judge_assets.defs.tables import table_asset
@@ -63,11 +64,15 @@ class BenchmarkConfig(dg.Config):
     deps=["judgments", "items", "llm_judge_scores"],
     description="Held-out vote benchmark: hide one human vote per item with 3+ human votes, compute every consensus "
     "method from the rest, count agreement with the hidden vote; mean ± std over seeds. Writes "
-    "consensus_benchmark (summary, default method marked) and consensus_benchmark_runs (per seed).",
+    "consensus_benchmark (summary, default method marked) and consensus_benchmark_runs (per seed). Runs on the "
+    "evaluation cadence (daily after new data, or when the votes grew 10%), never on every batch.",
     kinds=("duckdb", "python"),
+    automation_condition=evaluation_cadence(),
+    tags=EVALUATION_TAGS,
 )
 def consensus_benchmark(context: dg.AssetExecutionContext, config: BenchmarkConfig, duckdb: JudgeDuckDBResource) -> dg.MaterializeResult:
     with duckdb.get_connection() as con:
+        rows_seen = con.execute("SELECT count(*) FROM raw_judgments").fetchone()[0]
         classes = stored_label_set(con).labels
         judgments = con.execute("SELECT item_id, annotator, annotator_kind, label FROM judgments").df()
         present = table_columns(con, "items")
@@ -86,7 +91,8 @@ def consensus_benchmark(context: dg.AssetExecutionContext, config: BenchmarkConf
         reason = cb.skip_reason(judgments, config.min_human_votes)
         context.log.warning(f"consensus benchmark: nothing to evaluate: {reason}")
         return dg.MaterializeResult(
-            metadata={"dagster/row_count": 0, "skipped": reason, "n_items": 0, "seeds": dg.MetadataValue.json(list(config.seeds))}
+            metadata={"dagster/row_count": 0, "skipped": reason, "n_items": 0, "seeds": dg.MetadataValue.json(list(config.seeds)),
+                      ROWS_SEEN_METADATA: rows_seen}
         )
     best = summary.iloc[0]
     default = summary.loc[summary["is_default"], "mean_accuracy"]
@@ -100,6 +106,7 @@ def consensus_benchmark(context: dg.AssetExecutionContext, config: BenchmarkConf
             "default_accuracy": number(default.iloc[0]),
             "n_items": int(runs["n_items"].max()),
             "seeds": dg.MetadataValue.json(list(config.seeds)),
+            ROWS_SEEN_METADATA: rows_seen,
         }
     )
 
@@ -107,11 +114,15 @@ def consensus_benchmark(context: dg.AssetExecutionContext, config: BenchmarkConf
 @table_asset(
     GROUP,
     deps=["annotator_stats"],
-    description="annotator_stats after each rebuild (one snapshot per materialization, keyed by the latest batch): "
-    "query drift of an annotator's quality across batches.",
+    description="annotator_stats at each snapshot (one per materialization, keyed by the latest batch): query drift of "
+    "an annotator's quality across batches. Snapshots follow the evaluation cadence (daily after new data, or when "
+    "the votes grew 10%, or on demand), not every batch.",
+    automation_condition=evaluation_cadence(),
+    tags=EVALUATION_TAGS,
 )
 def annotator_stats_history(duckdb: JudgeDuckDBResource) -> dg.MaterializeResult:
     with duckdb.get_connection() as con:
+        rows_seen = con.execute("SELECT count(*) FROM raw_judgments").fetchone()[0]
         number, latest = append_annotator_history(con)
         history = con.execute(f"SELECT * FROM {HISTORY_TABLE}").df()
         return dg.MaterializeResult(
@@ -120,6 +131,7 @@ def annotator_stats_history(duckdb: JudgeDuckDBResource) -> dg.MaterializeResult
                 "snapshot": number,
                 "latest_batch_id": latest or "",
                 "quality_over_batches": plot_metadata(plot_annotator_drift(history)),
+                ROWS_SEEN_METADATA: rows_seen,
             }
         )
 
