@@ -47,7 +47,7 @@ SCHEMAS: dict[str, dict[str, tuple[str, ...]]] = {
     },
     "generic": {
         "required": ("item_id", "annotator", "label"),
-        "optional": ("category", "prompt", "response", "response_a", "response_b", "reference", "criterion"),
+        "optional": ("category", "prompt", "response", "response_a", "response_b", "reference", "criterion", "ground_truth"),
     },
 }
 
@@ -421,6 +421,8 @@ def validate_batch(
             more = f" ({n_bad - 1} more row(s) like it: {', '.join(str(r) for r, _ in bad[1:])}{'…' if n_bad > MAX_REPORTED_ROWS + 1 else ''})" if n_bad > 1 else ""
             shown = "" if value is None else f" (value {value!r})"
             raise JudgmentInputError(source, f"{problem}{shown}{more}", row=row, column=column)
+        if schema == "generic" and "ground_truth" in table.column_names:
+            _check_gold_constant(con, rows, source)
         dup = None if allow_duplicates else con.execute(
             f"SELECT min(source_row), max(source_row), count(*) FROM {rows} GROUP BY {key} HAVING count(*) > 1 ORDER BY 1 LIMIT 1"
         ).fetchone()
@@ -434,6 +436,31 @@ def validate_batch(
             column="judge" if schema == "pairwise" else "annotator",
         )
     return schema
+
+
+def _check_gold_constant(con: duckdb.DuckDBPyConnection, rows: str, source: str) -> None:
+    """``ground_truth`` is constant per item (empty = no gold): the first row giving an item a
+    second gold value is refused, naming the row where the first value was given."""
+    conflict = con.execute(
+        f"""
+        WITH gold AS (
+            SELECT CAST(item_id AS VARCHAR) AS item, CAST(ground_truth AS VARCHAR) AS gold, min(source_row) AS first_row
+            FROM {rows} WHERE ground_truth IS NOT NULL AND trim(CAST(ground_truth AS VARCHAR)) <> ''
+            GROUP BY ALL),
+        ranked AS (SELECT *, row_number() OVER (PARTITION BY item ORDER BY first_row) AS rank FROM gold)
+        SELECT b.first_row, b.item, b.gold, a.first_row, a.gold, count(*) OVER () FROM ranked a JOIN ranked b
+        ON a.item = b.item AND a.rank = 1 AND b.rank = 2 ORDER BY b.first_row LIMIT 1"""
+    ).fetchone()
+    if conflict:
+        row, item, value, first_row, first_value, n_items = conflict
+        more = f" ({n_items - 1} more item(s) like it)" if n_items > 1 else ""
+        raise JudgmentInputError(
+            source,
+            f"conflicting ground truth for item {item!r}: {value!r} here, {first_value!r} at row {first_row} "
+            f"(gold must be the same on every row of an item){more}",
+            row=row,
+            column="ground_truth",
+        )
 
 
 def _is_message_list(arrow_type: pa.DataType) -> bool:
