@@ -325,3 +325,30 @@ def test_glad_runs_only_up_to_its_vote_limit_and_says_why_it_did_not():
     assert skipped.tables["consensus_labels"]["glad_label"].isna().all()
     assert "crowdlab_vs_glad" not in skipped.tables["aggregator_comparison"].columns
     assert build_consensus_tables(judgments, probs, items, CLASSES, ("llm_judge",)).glad == "off"
+
+
+def test_gold_makes_the_consensus_gold_aware_and_marks_its_source():
+    judgments, _ = synthetic_judgments(n_items=120, seed=5)
+    items = items_of(judgments)
+    probs = dirichlet_probs(items["item_id"], CLASSES, seed=5)
+    plain = build_consensus_tables(judgments, probs, items, CLASSES, ("llm_judge",))
+    labels = plain.tables["consensus_labels"]
+    # without gold: CROWDLAB as before, every item from the consensus, with CROWDLAB's posterior probability
+    assert (labels["source"] == "consensus").all() and (labels["consensus_label"] == labels["crowdlab_label"]).all()
+    assert labels["consensus_probability"].between(1 / len(CLASSES), 1).all()
+    assert set(labels["consensus_method"]) == {"crowdlab"}
+    # gold on a quarter of the items (one of them against the crowd, to see that gold wins)
+    gold_items = labels["item_id"].iloc[::4]
+    gold = labels.set_index("item_id").loc[gold_items, "crowdlab_label"].copy()
+    gold.iloc[0] = next(c for c in CLASSES if c != gold.iloc[0])
+    out = build_consensus_tables(judgments, probs, items, CLASSES, ("llm_judge",), gold=gold)
+    aware = out.tables["consensus_labels"].set_index("item_id")
+    assert (aware.loc[gold.index, "source"] == "ground_truth").all()
+    assert (aware.loc[gold.index, "consensus_label"] == gold).all() and (aware.loc[gold.index, "consensus_probability"] == 1).all()
+    rest = ~aware.index.isin(gold.index)
+    assert (aware.loc[rest, "source"] == "consensus").all() and aware.loc[rest, "consensus_probability"].between(0, 1).all()
+    assert out.method == "gold_mixture" and set(aware["consensus_method"]) == {"gold_mixture"}
+    # CROWDLAB's own outputs do not change with gold
+    pd.testing.assert_series_equal(aware["crowdlab_label"], labels.set_index("item_id")["crowdlab_label"])
+    pd.testing.assert_frame_equal(out.tables["annotator_stats"], plain.tables["annotator_stats"])
+    pd.testing.assert_frame_equal(out.tables["aggregator_comparison"], plain.tables["aggregator_comparison"])

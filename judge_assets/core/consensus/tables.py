@@ -18,6 +18,8 @@ import pandas as pd
 from judge_assets.core.consensus.methods import CROWDLAB_METHOD, GLAD_MAX_VOTES, ITEM_META_TYPES, dawid_skene, glad, robust_crowdlab
 from judge_assets.core.consensus.majority import majority_vote
 from judge_assets.core.consensus.votes import Votes
+from judge_assets.core.reports.ground_truth import CONSENSUS_SOURCE, gold_aware_consensus, gold_codes
+from judge_assets.core.reports.ground_truth import DEFAULT_METHOD as GOLD_METHOD
 
 
 def annotator_group(annotator: str, kind: str) -> str:
@@ -118,6 +120,7 @@ def build_consensus_tables(
     glad_max_votes: int = GLAD_MAX_VOTES,
     llm_judge_scores: pd.DataFrame | None = None,
     seed: int = 0,
+    gold: pd.Series | None = None,
 ) -> ConsensusTables:
     """Every table of the consensus stage from the ``judgments``, ``model_probs`` and ``items`` tables.
 
@@ -129,6 +132,13 @@ def build_consensus_tables(
     when there are at most ``glad_max_votes`` votes (GLAD's cost grows ~2 ms per vote; above the
     limit it is skipped and a note says so).
     ``llm_judge_scores``: optional ``llm_judge_scores`` rows for the judge report card's leaderboard.
+    ``gold``: optional gold labels by item id (``gold_labels``). With gold on a voted item, the
+    consensus label is gold-aware (:func:`judge_assets.core.reports.ground_truth.gold_aware_consensus`):
+    items with gold keep it (``source = 'ground_truth'``), the others get the ``gold_mixture``
+    label (``source = 'consensus'``), ``consensus_method = 'gold_mixture'``; CROWDLAB's label stays
+    in ``crowdlab_label`` and its quality, agreement, annotator and vote tables are unchanged.
+    Without gold every column is CROWDLAB's as before (``source = 'consensus'``,
+    ``consensus_probability`` = CROWDLAB's posterior probability of its label).
 
     Tables: ``consensus_labels``, ``human_consensus_labels``, ``annotator_stats``,
     ``label_quality_detail``, ``annotator_group_summary``, ``aggregator_comparison``,
@@ -188,6 +198,22 @@ def build_consensus_tables(
     consensus["glad_label"] = pd.array(labels[gl] if gl is not None else [None] * len(consensus), dtype="string")
     consensus["model_prior_scorer"] = pd.array(scorer["scorer"].to_numpy() if "scorer" in scorer.columns else [None] * len(consensus), dtype="string")
     consensus["consensus_method"] = run.method
+    method = run.method
+    rows = np.arange(len(consensus))
+    consensus["source"] = CONSENSUS_SOURCE
+    consensus["consensus_probability"] = r.post_pred_probs[rows, r.consensus_label]
+    consensus["crowdlab_label"] = labels[r.consensus_label]
+    usable = _usable_gold(gold, classes, v.item_ids, notes)
+    if len(usable):
+        aware = gold_aware_consensus(v, gold_codes(usable, v))
+        consensus["consensus_label"] = aware["consensus_label"].to_numpy()
+        consensus["source"] = aware["source"].to_numpy()
+        consensus["consensus_probability"] = aware["consensus_probability"].to_numpy()
+        consensus["consensus_method"] = method = GOLD_METHOD
+        notes.append(
+            f"gold on {len(usable)} of {len(consensus)} items: they keep their gold (source ground_truth); the others "
+            f"get the gold-calibrated {GOLD_METHOD} label (CROWDLAB's is in crowdlab_label)"
+        )
 
     human_names = [a for a in chosen if kinds.get(a) == "human"]
     human = _human_consensus(judgments, classes, human_names, model_probs, seed, notes)
@@ -223,10 +249,21 @@ def build_consensus_tables(
         "annotator_stats": stats,
         "label_quality_detail": detail,
         "annotator_group_summary": annotator_group_summary(stats),
-        "aggregator_comparison": aggregator_comparison(consensus),
+        "aggregator_comparison": aggregator_comparison(consensus.assign(consensus_label=consensus["crowdlab_label"])),
         "judge_report_card": report,
     }
-    return ConsensusTables(tables=tables, method=run.method, notes=notes, classes=classes, prior=run.pred_probs, glad=glad_status)
+    return ConsensusTables(tables=tables, method=method, notes=notes, classes=classes, prior=run.pred_probs, glad=glad_status)
+
+
+def _usable_gold(gold: pd.Series | None, classes: tuple[str, ...], item_ids: np.ndarray, notes: list[str]) -> pd.Series:
+    """The gold labels (by item id) on voted items whose label is a class (after the tie option)."""
+    if gold is None or gold.empty:
+        return pd.Series(dtype=object)
+    gold = gold[gold.index.isin(item_ids)]
+    outside = ~gold.isin(classes)
+    if outside.any():
+        notes.append(f"{int(outside.sum())} gold label(s) outside the classes {list(classes)} ignored (e.g. drop_ties)")
+    return gold[~outside]
 
 
 def _human_consensus(

@@ -521,3 +521,68 @@ def methods_below_baseline(scores: pd.DataFrame, n_classes: int, baseline: str =
     out["below_baseline"] = out["accuracy"] < out["baseline_accuracy"]
     out["below_chance"] = out["accuracy"] < out["chance"]
     return out[out["below_baseline"] | out["below_chance"]].reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- the ground_truth_accuracy table
+
+
+def empty_scores() -> pd.DataFrame:
+    """A :data:`SCORE_COLUMNS` frame with no rows and the table's column types."""
+    return pd.DataFrame({
+        "name": pd.Series(dtype="object"), "kind": pd.Series(dtype="object"), "category": pd.Series(dtype="object"),
+        "n": pd.Series(dtype="int64"), "accuracy": pd.Series(dtype="float64"), "ci_low": pd.Series(dtype="float64"),
+        "ci_high": pd.Series(dtype="float64"), "kappa": pd.Series(dtype="float64"),
+    })
+
+
+def fixed_labels(labels: pd.Series) -> Method:
+    """A method that ignores gold and returns ``labels`` (class names by item id; e.g. a column of
+    ``consensus_labels`` computed without gold) for every item; the majority vote where an item
+    has no label. Cross-fitting it is scoring it on every gold item: it never sees gold."""
+
+    def method(votes: Votes, gold: np.ndarray) -> np.ndarray:
+        codes = pd.Index(list(votes.classes)).get_indexer(labels.reindex(pd.Index(votes.item_ids)).to_numpy())
+        return np.where(codes >= 0, codes, majority_vote(votes)).astype(np.int64)
+
+    return method
+
+
+def ground_truth_accuracy(
+    judgments: pd.DataFrame,
+    gold: pd.Series,
+    classes: tuple[str, ...],
+    method_labels: Mapping[str, pd.Series] | None = None,
+    *,
+    k: int = 5,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Every judge and every consensus method against gold: :data:`SCORE_COLUMNS` rows.
+
+    ``judgments``: one row per vote, ``item_id``, ``annotator``, ``label`` (optional
+    ``category``); ``gold``: labels by item id (``gold_labels``; gold annotators are not in
+    ``judgments``). Rows, ``kind = 'annotator'``: :func:`annotator_accuracy` of every annotator;
+    ``kind = 'method'``: :func:`cross_fit` (``k`` folds, ``seed``) of the gold-aware
+    ``gold_mixture`` (the default), ``gold_weighted_vote`` and ``best_judge_on_gold``, and of the
+    unsupervised methods: ``method_labels`` (name → labels by item id computed without gold, e.g.
+    the majority vote, Dawid-Skene, GLAD and CROWDLAB columns of ``consensus_labels``; see
+    :func:`fixed_labels`), else the unsupervised methods of :func:`standard_methods`. No rows
+    when no voted item has gold.
+    """
+    classes = tuple(classes)
+    gold = gold[gold.index.isin(judgments["item_id"])]
+    if gold.empty:
+        return empty_scores()
+    annotators = annotator_accuracy(judgments, gold, classes)
+    votes = Votes.from_frame(judgments, classes)
+    codes = gold_codes(gold, votes)
+    standard = standard_methods(seed=seed)
+    methods: dict[str, Method] = {name: standard[name] for name in (DEFAULT_METHOD, "gold_weighted_vote", "best_judge_on_gold")}
+    if method_labels is None:
+        methods.update({name: standard[name] for name in (BASELINE_METHOD, "dawid_skene", "crowdlab")})
+    else:
+        methods.update({name: fixed_labels(labels) for name, labels in method_labels.items()})
+    categories = None
+    if "category" in judgments.columns and judgments["category"].notna().any():
+        categories = judgments.groupby("item_id")["category"].first().reindex(pd.Index(votes.item_ids)).to_numpy(dtype=object)
+    scored = cross_fit(votes, codes, methods, k=k, seed=seed, categories=categories)
+    return pd.concat([annotators, scored], ignore_index=True)[SCORE_COLUMNS]
