@@ -194,3 +194,29 @@ def test_bad_inputs_are_named():
         cb.held_out_splits(judgments.drop(columns="label"))
     with pytest.raises(ValueError, match="outside the class set"):
         cb.run_benchmark(judgments, None, ("A", "B"))
+
+
+def test_with_gold_every_method_is_ranked_on_gold_next_to_the_held_out_score():
+    from judge_assets_tests.core.test_ground_truth import LLMBAR_CLASSES, load_llmbar
+
+    judgments, _ = load_llmbar()
+    votes = judgments[["item_id", "annotator", "label"]].assign(annotator_kind="human")
+    gold = judgments.groupby("item_id")["ground_truth"].first()
+    methods = {"majority vote": cb.method_majority_vote, "Dawid-Skene": cb.method_dawid_skene}
+    runs = cb.run_benchmark(votes, None, LLMBAR_CLASSES, methods, (0,), min_human_votes=3)
+    on_gold = cb.gold_scores(votes, None, LLMBAR_CLASSES, gold, methods)
+    assert list(on_gold.columns) == cb.GOLD_COLUMNS
+    assert set(on_gold["method"]) == {"majority vote", "Dawid-Skene", *cb.GOLD_AWARE_METHODS}
+    assert (on_gold["gold_n"] == 100).all()
+    row = on_gold.set_index("method").loc["majority vote"]
+    assert row["gold_ci_low"] < row["gold_accuracy"] < row["gold_ci_high"]
+    summary = cb.summarize(runs, gold=on_gold)
+    assert summary["gold_accuracy"].is_monotonic_decreasing  # ranked on gold
+    assert summary.loc[summary["is_default"], "method"].tolist() == ["gold_mixture"]
+    assert summary.set_index("method").loc["gold_mixture", ["mean_accuracy"]].isna().all()  # no held-out score
+    assert summary.set_index("method").loc["majority vote", ["mean_accuracy", "gold_accuracy"]].notna().all()
+    table = cb.markdown_table(summary)
+    assert "accuracy on gold" in table and "**gold_mixture** (default) | — | — |" in table
+    # without gold nothing changes
+    assert list(cb.summarize(runs).columns) == ["method", "mean_accuracy", "std_accuracy", "n_items", "n_seeds", "is_default"]
+    assert cb.gold_scores(votes, None, LLMBAR_CLASSES, gold.iloc[:0], methods).empty

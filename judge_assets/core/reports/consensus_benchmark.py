@@ -19,6 +19,13 @@ Protocol (:func:`held_out_splits`, :func:`run_benchmark`):
 4. Accuracy = share of evaluated items whose consensus equals the hidden vote; repeated for
    every seed, summarised as mean and standard deviation (:func:`summarize`).
 
+**On gold** (:func:`gold_scores`): when some items have gold labels, every method is also
+scored against them (``gold_accuracy``, its 95% Wilson interval and ``gold_n``), next to the
+held-out-vote score, and the gold-aware methods of :mod:`judge_assets.core.reports.ground_truth`
+(``gold_mixture``, the default with gold, ``gold_weighted_vote``, ``best_judge_on_gold``) join the
+ranking, cross-fitted (each gold item predicted from the other folds' gold only). The
+unsupervised methods never see gold, so each is run once on all votes and scored on the gold items.
+
 A method may abstain on an item (code ``-1``; e.g. an LLM judge that did not vote on it);
 its ``n_items`` then counts the items it answered. Without any item of ``min_human_votes`` human
 votes there is nothing to hold out: the result is empty and :func:`skip_reason` says why.
@@ -336,15 +343,69 @@ def run_benchmark(
     return _runs_frame(rows)
 
 
+GOLD_COLUMNS = ["method", "gold_n", "gold_accuracy", "gold_ci_low", "gold_ci_high"]
+#: the gold-aware methods :func:`gold_scores` adds (names of ``ground_truth.standard_methods``)
+GOLD_AWARE_METHODS = ("gold_mixture", "gold_weighted_vote", "best_judge_on_gold")
+
+
+def gold_scores(
+    judgments: pd.DataFrame,
+    items: pd.DataFrame | None,
+    classes: tuple[str, ...],
+    gold: pd.Series,
+    methods: Mapping[str, Method] | None = None,
+    *,
+    llm_scores: pd.DataFrame | None = None,
+    k: int = 5,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Every method's accuracy on the gold items: one row per method, :data:`GOLD_COLUMNS`.
+
+    ``gold``: gold labels by item id (``gold_labels``). ``methods`` (default
+    :func:`default_methods`) run once on all of ``judgments`` (they ignore gold) and are scored on
+    the gold items they answer; the :data:`GOLD_AWARE_METHODS` are cross-fitted
+    (:func:`judge_assets.core.reports.ground_truth.cross_fit_predictions`, ``k`` folds, ``seed``).
+    Empty when no voted item has gold.
+    """
+    from judge_assets.core.reports.ground_truth import cross_fit_predictions, gold_codes, standard_methods, wilson_interval
+
+    classes = tuple(classes)
+    gold = gold[gold.index.isin(judgments["item_id"])]
+    if gold.empty:
+        return pd.DataFrame({c: pd.Series(dtype="string" if c == "method" else "float64") for c in GOLD_COLUMNS})
+    methods = default_methods(judgments, llm_scores) if methods is None else dict(methods)
+    items = _items_frame(judgments, items)
+    split = HeldOutSplit(seed=seed, visible=judgments.reset_index(drop=True), hidden=judgments.iloc[:0][["item_id", "annotator", "label"]])
+    inp = benchmark_input(split, items, classes, item_features(items), llm_scores)
+    truth = gold_codes(gold, inp.votes)
+    known = np.flatnonzero(truth >= 0)
+    pairs = [pd.DataFrame({"method": name, "gold": truth[known], "predicted": np.asarray(method(inp))[known]}) for name, method in methods.items()]
+    standard = standard_methods(seed=seed)
+    aware = cross_fit_predictions(inp.votes, truth, {name: standard[name] for name in GOLD_AWARE_METHODS}, k=k, seed=seed)
+    pairs.append(aware[["method", "gold", "predicted"]])
+    frame = pd.concat(pairs, ignore_index=True)
+    frame = frame[frame["predicted"] >= 0]
+    grouped = frame.assign(correct=frame["gold"] == frame["predicted"]).groupby("method", sort=False)["correct"]
+    n, correct = grouped.size(), grouped.sum()
+    low, high = wilson_interval(correct.to_numpy(), n.to_numpy())
+    out = pd.DataFrame({"method": n.index.astype(str), "gold_n": n.to_numpy(dtype=float), "gold_accuracy": (correct / n).to_numpy(),
+                        "gold_ci_low": low, "gold_ci_high": high})
+    return out.astype({"method": "string"})
+
+
 def _runs_frame(rows: list[tuple]) -> pd.DataFrame:
     """The per-seed runs with fixed column types (also when there are none)."""
     frame = pd.DataFrame(rows, columns=["method", "seed", "n_items", "n_correct", "accuracy"])
     return frame.astype({"method": "string", "seed": "int64", "n_items": "int64", "n_correct": "int64", "accuracy": "float64"})
 
 
-def summarize(runs: pd.DataFrame, default_method: str = DEFAULT_METHOD) -> pd.DataFrame:
+def summarize(runs: pd.DataFrame, default_method: str = DEFAULT_METHOD, gold: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per method: ``method, mean_accuracy, std_accuracy`` (sample std over seeds; NaN with one
-    seed), ``n_items`` (mean evaluated items per seed), ``n_seeds``, ``is_default``; best first."""
+    seed), ``n_items`` (mean evaluated items per seed), ``n_seeds``, ``is_default``; best first.
+
+    With ``gold`` (:func:`gold_scores`, not empty): its columns are joined on ``method`` (the
+    gold-aware methods have no held-out-vote score: NaN), the default is ``gold_mixture`` (what
+    ``consensus_labels`` uses with gold), and rows are ranked by ``gold_accuracy``."""
     grouped = runs.groupby("method", sort=False)
     out = pd.DataFrame(
         {
@@ -354,15 +415,27 @@ def summarize(runs: pd.DataFrame, default_method: str = DEFAULT_METHOD) -> pd.Da
             "n_seeds": grouped["seed"].nunique(),
         }
     ).reset_index()
+    if gold is not None and len(gold):
+        out = out.astype({"method": "string"}).merge(gold, on="method", how="outer")
+        out["n_seeds"] = out["n_seeds"].fillna(0).astype("int64")
+        out["is_default"] = out["method"] == GOLD_AWARE_METHODS[0]
+        return out.sort_values(["gold_accuracy", "mean_accuracy"], ascending=False, ignore_index=True, na_position="last")
     out["is_default"] = out["method"] == default_method
     return out.sort_values("mean_accuracy", ascending=False, ignore_index=True)
 
 
 def markdown_table(summary: pd.DataFrame) -> str:
     """The summary as a Markdown table (accuracy in percent, mean ± std), default marked."""
-    lines = ["| method | held-out vote accuracy | n items |", "|---|---|---|"]
+    on_gold = "gold_accuracy" in summary.columns
+    lines = ["| method | held-out vote accuracy | n items |" + (" accuracy on gold | n gold |" if on_gold else ""),
+             "|---|---|---|" + ("---|---|" if on_gold else "")]
     for row in summary.itertuples(index=False):
         std = "" if pd.isna(row.std_accuracy) else f" ± {100 * row.std_accuracy:.1f}"
         name = f"**{row.method}** (default)" if row.is_default else row.method
-        lines.append(f"| {name} | {100 * row.mean_accuracy:.1f}%{std} | {row.n_items:.0f} |")
+        held = "—" if pd.isna(row.mean_accuracy) else f"{100 * row.mean_accuracy:.1f}%{std}"
+        n_items = "—" if pd.isna(row.n_items) else f"{row.n_items:.0f}"
+        line = f"| {name} | {held} | {n_items} |"
+        if on_gold:
+            line += " — | — |" if pd.isna(row.gold_accuracy) else f" {100 * row.gold_accuracy:.1f}% | {row.gold_n:.0f} |"
+        lines.append(line)
     return "\n".join(lines)
