@@ -154,7 +154,8 @@ BACKFILL = """query($id: String!) { partitionBackfillOrError(backfillId: $id) { 
   status partitionNames runs(limit: 20) { runId status assetSelection { path } tags { key value } } } } }"""
 
 RUN_FAILURE = """query($id: ID!) { runOrError(runId: $id) { ... on Run { status eventConnection { events {
-  __typename ... on ExecutionStepFailureEvent { stepKey error { message cause { message } } } } } } } }"""
+  __typename ... on ExecutionStepFailureEvent { stepKey error { message cause { message } } }
+  ... on RunFailureEvent { message error { message } } } } } } }"""
 
 
 @pytest.fixture(scope="module")
@@ -201,7 +202,8 @@ def test_materialize_all_builds_the_whole_graph_over_every_batch_in_one_backfill
 
     backfill = finished_backfill(ui, launch_materialize_all(ui))
 
-    assert backfill["status"] == "COMPLETED_SUCCESS", backfill
+    failed = [ui.gql(RUN_FAILURE, {"id": r["runId"]})["runOrError"] for r in backfill["runs"] if r["status"] != "SUCCESS"]
+    assert backfill["status"] == "COMPLETED_SUCCESS", failed or backfill
     assert sorted(backfill["partitionNames"]) == sorted(partition_keys(ui))
     assert all(run["status"] == "SUCCESS" for run in backfill["runs"])
     loads = [r for r in backfill["runs"] if {"path": ["raw_judgments"]} in (r["assetSelection"] or [])]
