@@ -152,3 +152,31 @@ def plot_alignment_history(history: pd.DataFrame):
     axes[0].legend(fontsize=6, loc="best")
     fig.tight_layout()
     return fig
+
+
+def plot_rating_histogram(ratings: pd.DataFrame, values: tuple[float, ...]):
+    """Share of ratings at each scale value, one bar series per judge (``human`` = every human vote
+    pooled; an LLM judge's expected scores fall in the bin of the nearest value).
+
+    ``ratings``: ``judge, rating`` rows; ``values``: the scale's values in order. A judge whose
+    bars lean to one side next to the humans' shows its bias on the scale."""
+    plt = _pyplot()
+    centers = np.asarray(values, dtype=float)
+    edges = np.concatenate([[-np.inf], (centers[1:] + centers[:-1]) / 2, [np.inf]])
+    judges = ["human"] * ("human" in set(ratings["judge"])) + sorted(set(ratings["judge"]) - {"human"})
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.7 * len(centers) + 2), 3.8))
+    width = 0.8 / max(len(judges), 1)
+    step = float(np.min(np.diff(centers))) if len(centers) > 1 else 1.0
+    for k, judge in enumerate(judges):
+        r = ratings.loc[ratings["judge"] == judge, "rating"].dropna().to_numpy(dtype=float)
+        counts, _ = np.histogram(r, bins=edges)
+        share = counts / max(len(r), 1)
+        ax.bar(centers + step * (k - (len(judges) - 1) / 2) * width, share, width=step * width,
+               label=f"{judge} (n={len(r)}, mean {r.mean():.2f})" if len(r) else f"{judge} (n=0)")
+    ax.set_xticks(centers, [f"{v:g}" for v in centers])
+    ax.set_xlabel("rating")
+    ax.set_ylabel("share of the judge's ratings")
+    ax.set_title("Ratings per judge on the scale")
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig

@@ -139,3 +139,41 @@ def ordinal_consensus(votes: Votes, scale: OrdinalScale, *, rounds: int = ROUNDS
         }
     )
     return OrdinalConsensus(items, annotators)
+
+
+def _frame_votes(judgments: pd.DataFrame, scale: OrdinalScale) -> Votes:
+    return Votes.from_frame(judgments[["item_id", "annotator", "label"]], tuple(scale.labels))
+
+
+def ordinal_consensus_tables(judgments: pd.DataFrame, scale: OrdinalScale) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``ordinal_consensus_labels`` and ``ordinal_annotator_stats`` from the votes of ``judgments``.
+
+    ``judgments``: one row per vote with ``item_id, annotator, annotator_kind, label`` (classes of
+    ``scale``) and optionally ``category, model_a, model_b``. Items: the consensus over every
+    annotator (:func:`ordinal_consensus`) and beside it the humans-only consensus (``human_*``
+    columns, NaN where no human voted: the reference LLM judges are scored against); on a pairwise
+    scale also ``outcome`` / ``outcome_with_ties`` (:meth:`OrdinalScale.outcome` of the
+    consensus). Annotators: distance-based quality with ``annotator_kind``.
+    """
+    everyone = ordinal_consensus(_frame_votes(judgments, scale), scale)
+    items = everyone.items
+    humans = judgments[judgments["annotator_kind"] == "human"]
+    if len(humans):
+        human = ordinal_consensus(_frame_votes(humans, scale), scale).items
+        human = human.rename(columns={
+            "ordinal_consensus": "human_ordinal_consensus", "ordinal_spread": "human_ordinal_spread",
+            "num_annotations": "human_num_annotations"})[["item_id", "human_ordinal_consensus", "human_ordinal_spread", "human_num_annotations"]]
+        items = items.merge(human, on="item_id", how="left")
+    else:
+        items = items.assign(human_ordinal_consensus=np.nan, human_ordinal_spread=np.nan, human_num_annotations=0)
+    items["human_num_annotations"] = items["human_num_annotations"].fillna(0).astype("int64")
+    meta = [c for c in ("category", "model_a", "model_b") if c in judgments.columns]
+    if meta:
+        items = judgments.groupby("item_id", sort=False)[meta].first().reset_index().merge(items, on="item_id", how="right")
+    if scale.low_favours is not None:
+        items["outcome"] = scale.outcome(items["ordinal_consensus"].to_numpy())
+        items["outcome_with_ties"] = scale.outcome(items["ordinal_consensus"].to_numpy(), ties=True)
+    kinds = judgments.groupby("annotator")["annotator_kind"].first()
+    annotators = everyone.annotators
+    annotators.insert(1, "annotator_kind", annotators["annotator"].map(kinds).to_numpy())
+    return items.sort_values("item_id").reset_index(drop=True), annotators.sort_values("annotator").reset_index(drop=True)
