@@ -162,7 +162,8 @@ def test_mt_bench_count_bootstrap_matches_per_vote_resampling():
 def test_model_leaderboard_three_sources_side_by_side():
     consensus, judgments = sources_frames()
     board = model_leaderboard(counts_of(consensus, judgments), n_bootstrap=200)
-    assert board.columns.tolist() == ["source", "model", "rating", "ci_low", "ci_high", "rank", "n_comparisons"]
+    assert board.columns.tolist() == ["source", "ties", "model", "rating", "median", "ci_low", "ci_high", "rank", "n_comparisons"]
+    assert board["ties"].all()  # A/B/tie votes: ties count as voted, one board per source
     order = {s: part["model"].tolist() for s, part in board.groupby("source")}
     assert order == {"consensus": ["m1", "m2", "m3"], "human": ["m1", "m2", "m3"], "llm": ["m3", "m2", "m1"]}
     counts = board.set_index(["source", "model"])["n_comparisons"]
@@ -216,3 +217,23 @@ def test_model_leaderboard_asset_writes_table_and_plot(tmp_path):
     top = con.execute("SELECT source, model FROM model_leaderboard WHERE rank = 1 ORDER BY source").fetchall()
     con.close()
     assert top == [("consensus", "m1"), ("human", "m1"), ("llm", "m3")]
+
+
+def test_a_pairwise_scale_gives_boards_with_and_without_ties_by_the_documented_mapping():
+    """1..8 ratings (low end favours A): without ties 1-4 → A, 5-8 → B; with ties 4 and 5 are ties."""
+    con = duckdb.connect()
+    con.execute("CREATE TABLE label_set AS SELECT CAST(v AS VARCHAR) AS label, v - 1 AS code, CAST(v AS DOUBLE) AS value, "
+                "true AS ordinal, 'A' AS low_favours FROM range(1, 9) t(v)")
+    ratings = [("m1", "m2", "2"), ("m1", "m2", "4"), ("m1", "m2", "5"), ("m2", "m3", "7"), ("m2", "m3", "3"), ("m1", "m3", "1")]
+    con.execute("CREATE TABLE judgments (model_a VARCHAR, model_b VARCHAR, annotator_kind VARCHAR, label VARCHAR)")
+    con.executemany("INSERT INTO judgments VALUES (?, ?, 'human', ?)", ratings)
+    con.execute("CREATE TABLE consensus_labels AS SELECT model_a, model_b, label AS consensus_label FROM judgments")
+    counts = comparison_counts(con)
+    human = counts[counts["source"] == "human"].set_index(["ties", "model_a", "model_b", "outcome"])["n"]
+    assert human[(False, "m1", "m2", "A")] == 2 and human[(False, "m1", "m2", "B")] == 1
+    assert human[(True, "m1", "m2", "A")] == 1 and human[(True, "m1", "m2", "tie")] == 2
+    assert (False, "m1", "m2", "tie") not in human.index
+    board = model_leaderboard(counts, n_bootstrap=50)
+    assert set(zip(board["source"], board["ties"])) == {(s, t) for s in ("consensus", "human") for t in (False, True)}
+    assert board.groupby(["source", "ties"])["model"].first().eq("m1").all()
+    assert ((board["ci_low"] <= board["median"]) & (board["median"] <= board["ci_high"])).all()

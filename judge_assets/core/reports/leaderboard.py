@@ -16,6 +16,13 @@ fit never sees single votes: DuckDB counts the comparisons per cell (:func:`comp
 and the bootstrap draws the cell counts, which costs the same at 5K or 10M votes. All resamples
 are fitted together as one separable problem with ``scipy.optimize.minimize`` (L-BFGS-B,
 analytic gradient).
+
+On a **pairwise ordinal scale** (``JUDGE_LABELS=1..8`` with ``JUDGE_SCALE_ENDS``) a rating is
+mapped to an outcome by :meth:`judge_assets.core.scales.OrdinalScale.outcome`, twice: without
+ties (1–4 → A, 5–8 → B) and with ties (4 and 5 → tie), so the leaderboard has both
+(``ties`` = false / true). The consensus source then reads the ordinal consensus
+(``ordinal_consensus_labels``) when it exists. Every row carries the bootstrap median beside the
+2.5/97.5 percentiles, as the Hugging Face study of LLM judges on Likert scales reports them.
 """
 
 from __future__ import annotations
@@ -25,7 +32,8 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 
-from judge_assets.core.db import table_columns
+from judge_assets.core.db import table_columns, table_exists
+from judge_assets.core.labels import stored_label_set
 
 OUTCOME_SCORE = {"A": 1.0, "B": 0.0, "tie": 0.5}
 ELO_BASE_RATING = 1000.0
@@ -185,29 +193,65 @@ class BradleyTerry:
         return self
 
     def to_frame(self) -> pd.DataFrame:
-        """``model, rating, ci_low, ci_high, rank, n_comparisons``, best first (rank 1)."""
+        """``model, rating, median, ci_low, ci_high, rank, n_comparisons``, best first (rank 1);
+        ``median``: the median of the bootstrap ratings."""
         frame = pd.DataFrame(
             {
                 "model": self.models_,
                 "rating": self.ratings_,
+                "median": np.median(self.bootstrap_ratings_, axis=0),
                 "ci_low": self.ci_low_,
                 "ci_high": self.ci_high_,
                 "n_comparisons": self.n_comparisons_,
             }
         )
-        frame.insert(4, "rank", frame["rating"].rank(ascending=False, method="min").astype(int))
+        frame.insert(5, "rank", frame["rating"].rank(ascending=False, method="min").astype(int))
         return frame.sort_values(["rank", "model"]).reset_index(drop=True)
+
+
+def _scale_outcome_sql(value: str, scale, ties: bool) -> str:
+    """SQL mapping the numeric ``value`` to A / B / tie by :meth:`OrdinalScale.outcome` (the same cut points)."""
+    k = len(scale.values)
+    lo_mid, hi_mid = scale.values[(k - 1) // 2], scale.values[k // 2]
+    low, high = scale.low_favours, "B" if scale.low_favours == "A" else "A"
+    below, above = (lo_mid, hi_mid) if ties else ((lo_mid + hi_mid) / 2,) * 2
+    return f"CASE WHEN {value} < {below!r} THEN '{low}' WHEN {value} > {above!r} THEN '{high}' ELSE 'tie' END"
+
+
+def _scale_counts(con: duckdb.DuckDBPyConnection, scale) -> pd.DataFrame:
+    """:func:`comparison_counts` on a pairwise scale: every rating mapped to an outcome with and without ties."""
+    values = "(SELECT label, value FROM label_set)"
+    if table_exists(con, "ordinal_consensus_labels") and {"model_a", "model_b"} <= set(table_columns(con, "ordinal_consensus_labels")):
+        consensus = "SELECT model_a, model_b, ordinal_consensus AS value FROM ordinal_consensus_labels WHERE ordinal_consensus IS NOT NULL"
+    else:
+        consensus = f"SELECT c.model_a, c.model_b, v.value FROM consensus_labels c JOIN {values} v ON v.label = c.consensus_label"
+    rated = (
+        f"SELECT 'consensus' AS source, model_a, model_b, value FROM ({consensus}) UNION ALL "
+        f"SELECT j.annotator_kind, j.model_a, j.model_b, v.value FROM judgments j JOIN {values} v ON v.label = j.label "
+        "WHERE j.annotator_kind IN ('human', 'llm')"
+    )
+    parts = [
+        f"SELECT source, {str(ties).lower()} AS ties, model_a, model_b, {_scale_outcome_sql('value', scale, ties)} AS outcome, "
+        f"count(*) AS n FROM ({rated}) WHERE model_a IS NOT NULL AND model_b IS NOT NULL GROUP BY ALL"
+        for ties in (False, True)
+    ]
+    return con.execute(" UNION ALL ".join(parts) + " ORDER BY source, ties, model_a, model_b, outcome").df()
 
 
 def comparison_counts(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Comparisons per leaderboard source, model pair (as recorded) and outcome, counted by DuckDB.
 
-    Columns ``source, model_a, model_b, outcome, n``. ``consensus``: one comparison per item of
+    Columns ``source, ties, model_a, model_b, outcome, n``; ``ties``: whether a tie is an
+    outcome (always true for A/B/tie votes, which are counted as voted; a pairwise scale gives
+    both, see the module docstring). ``consensus``: one comparison per item of
     ``consensus_labels`` (outcome ``consensus_label``); ``human`` / ``llm``: one per vote of
     ``judgments`` (``label``) by annotators of that ``annotator_kind``. Rows without both models
     (generic data) are left out, so such data gives no rows. The result has at most
     3 sources × pairs × outcomes rows, whatever the number of votes.
     """
+    stored = stored_label_set(con, missing_ok=True)
+    if stored is not None and stored.scale is not None and stored.scale.low_favours is not None:
+        return _scale_counts(con, stored.scale)
     parts = []
     for table, outcome, source in (("consensus_labels", "consensus_label", "'consensus'"), ("judgments", "label", "annotator_kind")):
         present = table_columns(con, table)
@@ -216,7 +260,7 @@ def comparison_counts(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
             raise ValueError(f"{table} lacks column(s) {missing} for the model leaderboard")
         keep = "" if table == "consensus_labels" else " AND annotator_kind IN ('human', 'llm')"
         parts.append(
-            f"SELECT {source} AS source, model_a, model_b, {outcome} AS outcome, count(*) AS n FROM {table} "
+            f"SELECT {source} AS source, true AS ties, model_a, model_b, {outcome} AS outcome, count(*) AS n FROM {table} "
             f"WHERE model_a IS NOT NULL AND model_b IS NOT NULL{keep} GROUP BY ALL"
         )
     return con.execute(" UNION ALL ".join(parts) + " ORDER BY source, model_a, model_b, outcome").df()
@@ -225,27 +269,34 @@ def comparison_counts(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 def model_leaderboard(counts: pd.DataFrame, *, n_bootstrap: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Bradley-Terry leaderboards from consensus labels, human votes and LLM-judge votes.
 
-    ``counts``: :func:`comparison_counts` (``source, model_a, model_b, outcome, n``). Returns a
-    long frame ``source, model, rating, ci_low, ci_high, rank, n_comparisons`` with ``source`` in
-    ``consensus | human | llm``, each source's rows best first. Each source is an independent fit
-    (its own mean-1000 anchor); sources without comparisons are left out, and no comparisons at
-    all (e.g. a dataset without model pairs) give an empty frame.
+    ``counts``: :func:`comparison_counts` (``source, [ties,] model_a, model_b, outcome, n``).
+    Returns a long frame ``source, ties, model, rating, median, ci_low, ci_high, rank,
+    n_comparisons`` with ``source`` in ``consensus | human | llm``, each (source, ties)'s rows
+    best first (ties = false before true). Each (source, ties) is an independent fit (its own
+    mean-1000 anchor); those without comparisons are left out, and no comparisons at all (e.g.
+    a dataset without model pairs) give an empty frame.
     """
+    if "ties" not in counts.columns:
+        counts = counts.assign(ties=True)
     parts = []
     for source in SOURCES:
-        rows = counts[counts["source"] == source]
-        if rows.empty:
-            continue
-        fit = BradleyTerry(n_bootstrap=n_bootstrap, seed=seed).fit(rows["model_a"], rows["model_b"], rows["outcome"], rows["n"])
-        frame = fit.to_frame()
-        frame.insert(0, "source", source)
-        parts.append(frame)
+        for ties in (False, True):
+            rows = counts[(counts["source"] == source) & (counts["ties"].astype(bool) == ties)]
+            if rows.empty:
+                continue
+            fit = BradleyTerry(n_bootstrap=n_bootstrap, seed=seed).fit(rows["model_a"], rows["model_b"], rows["outcome"], rows["n"])
+            frame = fit.to_frame()
+            frame.insert(0, "source", source)
+            frame.insert(1, "ties", ties)
+            parts.append(frame)
     if not parts:
         return pd.DataFrame(
             {
                 "source": pd.Series(dtype=object),
+                "ties": pd.Series(dtype=bool),
                 "model": pd.Series(dtype=object),
                 "rating": pd.Series(dtype=float),
+                "median": pd.Series(dtype=float),
                 "ci_low": pd.Series(dtype=float),
                 "ci_high": pd.Series(dtype=float),
                 "rank": pd.Series(dtype="int64"),
