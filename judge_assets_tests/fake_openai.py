@@ -20,6 +20,7 @@ import email.parser
 import hashlib
 import json
 import math
+import re
 import socket
 import sys
 import threading
@@ -69,6 +70,13 @@ class FakeSettings:
     ``answer_tokens``: for judges other than the A/B/C pairwise one — when the system message
     contains a key, the first-token candidates are that key's tokens, each with the logit
     ``3 * unit(token, user message)`` (deterministic per prompt), e.g. ``{"Reply Y or N": ("Y", "N")}``.
+
+    ``scale_tokens``: a pairwise judge on a scale — when the system message contains a key, the
+    candidates are that key's tokens in scale order (e.g. ``("1", …, "8")``, the low end favouring
+    the answer shown first) with a rounded-normal distribution (sd ``scale_sd``) around
+    ``middle + (quality(second) − quality(first)) · (K − 1) / 2 − scale_position_bias``; an
+    answer's quality is the number after ``quality=`` in its text, else the hash quality. So
+    ``scale_position_bias > 0`` pulls ratings towards the answer shown first.
     """
 
     latency_s: float = 0.0
@@ -90,6 +98,9 @@ class FakeSettings:
     hang_s: float = 0.0
     batch_api: bool = True
     answer_tokens: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    scale_tokens: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    scale_sd: float = 0.8
+    scale_position_bias: float = 0.0
 
 
 @dataclass
@@ -111,6 +122,12 @@ class _State:
     batches: dict[str, dict] = field(default_factory=dict)
 
 
+def _quality(text: str) -> float:
+    """An answer's quality in [0, 1]: the number after ``quality=`` in it, else a hash of the text."""
+    match = re.search(r"quality=([0-9.]+)", text)
+    return float(match.group(1)) if match else _unit("quality", text)
+
+
 def judge_logprobs(messages: list[dict], settings: FakeSettings, n: int) -> list[dict]:
     """The first-token ``top_logprobs`` the fake judge returns for these messages."""
     prompt = json.dumps(messages, sort_keys=True)
@@ -118,6 +135,19 @@ def judge_logprobs(messages: list[dict], settings: FakeSettings, n: int) -> list
         return [{"token": t, "logprob": math.log(p)} for t, p in (("The", 0.6), ("I", 0.3), ("**", 0.1))][:n]
     user = messages[-1]["content"]
     system = messages[0]["content"] if messages and messages[0].get("role") == "system" else ""
+    scale = next((t for key, t in settings.scale_tokens.items() if key in system), None)
+    if scale is not None and FIRST_MARKER in user and SECOND_MARKER in user:
+        first = user.split(FIRST_MARKER, 1)[1].split("\n\n[", 1)[0]
+        second = user.split(SECOND_MARKER, 1)[1].rsplit("\n\n", 1)[0]
+        k = len(scale)
+        center = (k - 1) / 2 + (_quality(second) - _quality(first)) * (k - 1) / 2 - settings.scale_position_bias
+        logits = {t: -((i - center) ** 2) / (2 * settings.scale_sd**2) for i, t in enumerate(scale)}
+        z = sum(math.exp(v) for v in logits.values())
+        label_mass = 1.0 - settings.other_mass
+        candidates = [(t, label_mass * math.exp(v) / z) for t, v in logits.items()] + [("The", settings.other_mass)]
+        candidates = [c for c in candidates if c[1] > 0]
+        candidates.sort(key=lambda c: -c[1])
+        return [{"token": t, "logprob": math.log(p), "bytes": list(t.encode())} for t, p in candidates[:n]]
     tokens = next((t for key, t in settings.answer_tokens.items() if key in system), None)
     if tokens is not None:
         label_mass = 1.0 - settings.other_mass
