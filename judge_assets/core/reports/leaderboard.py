@@ -21,7 +21,8 @@ On a **pairwise ordinal scale** (``JUDGE_LABELS=1..8`` with ``JUDGE_SCALE_ENDS``
 mapped to an outcome by :meth:`judge_assets.core.scales.OrdinalScale.outcome`, twice: without
 ties (1–4 → A, 5–8 → B) and with ties (4 and 5 → tie), so the leaderboard has both
 (``ties`` = false / true). The consensus source then reads the ordinal consensus
-(``ordinal_consensus_labels``) when it exists. Every row carries the bootstrap median beside the
+(``ordinal_consensus_labels``) when it exists, and the llm source adds every LLM panel judge on
+the scale by its expected score (a fractional score maps by the same cut points). Every row carries the bootstrap median beside the
 2.5/97.5 percentiles, as the Hugging Face study of LLM judges on Likert scales reports them.
 """
 
@@ -230,6 +231,15 @@ def _scale_counts(con: duckdb.DuckDBPyConnection, scale) -> pd.DataFrame:
         f"SELECT j.annotator_kind, j.model_a, j.model_b, v.value FROM judgments j JOIN {values} v ON v.label = j.label "
         "WHERE j.annotator_kind IN ('human', 'llm')"
     )
+    if all(table_exists(con, t) for t in ("llm_judge_scores", "llm_judge_probs", "items")) and {"model_a", "model_b"} <= set(table_columns(con, "items")):
+        # LLM panel judges on this scale (K labels, an expected score on ranks 1..K) count in the llm source by their expected score
+        k, low, high = len(scale.values), scale.values[0], scale.values[-1]
+        rated += (
+            f" UNION ALL SELECT 'llm', i.model_a, i.model_b, {low!r} + (s.expected_score - 1) * {(high - low) / (k - 1)!r} "
+            "FROM llm_judge_scores s JOIN items i USING (item_id) WHERE s.status = 'ok' AND s.expected_score IS NOT NULL "
+            "AND s.annotator NOT IN (SELECT DISTINCT annotator FROM judgments) "
+            f"AND (SELECT count(DISTINCT p.label) FROM llm_judge_probs p WHERE p.annotator = s.annotator) = {k}"
+        )
     parts = [
         f"SELECT source, {str(ties).lower()} AS ties, model_a, model_b, {_scale_outcome_sql('value', scale, ties)} AS outcome, "
         f"count(*) AS n FROM ({rated}) WHERE model_a IS NOT NULL AND model_b IS NOT NULL GROUP BY ALL"
