@@ -123,6 +123,7 @@ def test_ingest_adds_a_batch_reports_changes_and_only_new_items_cost_llm_calls(b
     first_batch_rows = "SELECT count(*), md5(string_agg(r::VARCHAR, '' ORDER BY source_row)) FROM raw_judgments r WHERE batch_id = ?"
     round1_before = _query(state, first_batch_rows, [round1_batch])
     votes_before = _query(state, "SELECT count(*) FROM judgments")[0][0]
+    panel_before = _query(state, "SELECT count(*) FROM judgments WHERE annotator = 'mt-bench-pairwise:fake-judge'")[0][0]
     calls_before = fake_llm.count("chat")
 
     result = _cli(env, "ingest", str(upload))
@@ -130,12 +131,14 @@ def test_ingest_adds_a_batch_reports_changes_and_only_new_items_cost_llm_calls(b
     assert result.returncode == 0, result.stdout + result.stderr
     batch_id = file_batch(upload).batch_id
     assert f"accepted as batch {batch_id} (pairwise schema)" in result.stdout
-    assert f"new votes: {len(round2)}, new items: {len(new_items)}, new annotators: {len(new_annotators)}" in result.stdout
+    panel_new = _query(state, "SELECT count(*) FROM judgments WHERE annotator = 'mt-bench-pairwise:fake-judge'")[0][0] - panel_before
+    assert panel_new == len(new_items)  # the LLM judge's verdict on each new item is a vote too
+    assert f"new votes: {len(round2) + panel_new}, new items: {len(new_items)}, new annotators: {len(new_annotators)}" in result.stdout
     assert "items whose label changed (consensus_labels):" in result.stdout
     llm_calls = fake_llm.count("chat") - calls_before
     assert llm_calls == 2 * len(new_items)  # both answer orders of each new item; cached items cost nothing
     assert f"LLM requests sent: {llm_calls}" in result.stdout
-    assert _query(state, "SELECT count(*) FROM judgments")[0][0] == votes_before + len(round2)
+    assert _query(state, "SELECT count(*) FROM judgments")[0][0] == votes_before + len(round2) + panel_new
     assert _query(state, first_batch_rows, [round1_batch]) == round1_before
     staged = state / "batches" / f"{batch_id}.parquet"
     assert _query(state, "SELECT location FROM annotation_batches WHERE batch_id = ?", [batch_id]) == [(str(staged),)]
@@ -224,7 +227,10 @@ def test_malformed_files_are_refused_quarantined_and_change_nothing(state, fake_
         assert not (uploads / name).exists() and (rejected / name).exists()
         assert fragments[0] in (rejected / f"{name}.error.txt").read_text()
     assert "accepted" not in result.stdout
-    assert _fingerprint(state) == before
+    after = _fingerprint(state)
+    assert after.pop("rejected_files")[0] == len(expected)  # each refusal is listed, nothing else changed
+    before.pop("rejected_files", None)
+    assert after == before
     assert fake_llm.count() == calls_before
     assert not (state / "batches").exists() or not any((state / "batches").iterdir())
 

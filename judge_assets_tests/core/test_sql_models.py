@@ -543,7 +543,7 @@ def test_a_model_breaking_its_grain_fails_its_check_with_the_duplicate_keys(tmp_
     meta = {k: v.value for k, v in failed.metadata.items()}
     # 4 items, each voted by 2 to 4 annotators: all 4 keys repeat, over all 11 votes
     assert (meta["grain"], meta["duplicate_keys"], meta["rows_with_duplicate_keys"]) == ("item_id", 4, 11)
-    assert meta["examples"].index("1:1:m1|m2") < meta["examples"].index("1:1:m1|m3")  # 4 votes first, then 3
+    assert meta["examples"].index("1:1:m1\\|m2") < meta["examples"].index("1:1:m1\\|m3")  # 4 votes first, then 3 (| escaped for Markdown)
 
 
 # --- the packaged models folder ----------------------------------------------------------------
