@@ -68,6 +68,9 @@ def _cli_logger():
                     while error is not None and error.cause is not None and "Error occurred while" in error.message:
                         error = error.cause
                     detail = error.message.strip() if error is not None else meta.get("orig_message")
+                    user = event.step_failure_data.user_failure_data
+                    if user is not None and user.description:  # a dg.Failure: its one line, not the class name
+                        detail = user.description
                     if error is not None and error.cls_name == INTERRUPTED_ERROR:
                         detail = "interrupted"
                     return f"  ✗ {step}: {detail}"
