@@ -39,7 +39,7 @@ from judge_assets.core.sources.batches import (
     stored_schemas,
     validate_batch,
 )
-from judge_assets.core.labels import PAIRWISE_LABELS, stored_label_set
+from judge_assets.core.labels import PAIRWISE_LABELS, declared_label_set, stored_label_set
 
 REJECTED_DIR = "rejected"
 REJECTED_TABLE = "rejected_files"
@@ -278,7 +278,7 @@ def admit_files(
     (Dagster's) part.
     """
     stored = stored_label_set(con, missing_ok=True)
-    classes = stored.labels if stored else (tuple(declared_labels) or None)
+    classes = stored.labels if stored else (declared_label_set(tuple(declared_labels)).labels if declared_labels else None)  # 1..8 → 1, …, 8
     types = stored_column_types(con)
     schemas = stored_schemas(con)
     seen: dict[str, str] = {}
