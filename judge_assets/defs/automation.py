@@ -31,6 +31,9 @@ import warnings
 from collections.abc import Sequence
 
 import dagster as dg
+import duckdb
+
+from judge_assets.core.db import table_exists
 
 RAW_KEY = dg.AssetKey("raw_judgments")
 #: ``raw_judgments`` metadata: rows over all batches after a batch loaded (judge_assets/defs/sources.py).
@@ -55,6 +58,14 @@ def eager_over_batches() -> dg.AutomationCondition:
     return dg.AutomationCondition.eager().replace(
         "any_deps_missing", dg.AutomationCondition.any_deps_missing().ignore(dg.AssetSelection.assets("raw_judgments"))
     )
+
+
+def rows_seen_metadata(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """What an evaluation asset records on its materialization for :class:`RawJudgmentsGrew`:
+    ``{raw_rows_seen: rows of raw_judgments}`` (nothing without that table)."""
+    if not table_exists(con, RAW_KEY.path[-1]):
+        return {}
+    return {ROWS_SEEN_METADATA: con.execute(f"SELECT count(*) FROM {RAW_KEY.path[-1]}").fetchone()[0]}
 
 
 class RawJudgmentsGrew(dg.AutomationCondition):

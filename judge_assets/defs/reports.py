@@ -10,7 +10,7 @@ from judge_assets.core.reports import consensus_benchmark as cb
 from judge_assets.core.reports.history import HISTORY_TABLE, append_annotator_history
 from judge_assets.core.reports.leaderboard import comparison_counts
 from judge_assets.core.reports.leaderboard import model_leaderboard as fit_leaderboard
-from judge_assets.defs.automation import EVALUATION_TAGS, ROWS_SEEN_METADATA, evaluation_cadence
+from judge_assets.defs.automation import EVALUATION_TAGS, evaluation_cadence, rows_seen_metadata
 from judge_assets.defs.metadata import frame_markdown, number, plot_metadata, table_metadata
 from judge_assets.defs.resources import JudgeDuckDBResource
 from judge_assets.defs.tables import table_asset
@@ -57,6 +57,18 @@ class BenchmarkConfig(dg.Config):
     include_glad: bool = False
     """Also benchmark crowd-kit GLAD (the slowest method: about 5 s per seed on MT-Bench, which
     would double the asset's runtime; ``benchmarks/consensus_quality.py`` includes it)."""
+    max_votes: int = 20_000
+    """Every method is refitted once per seed, so the benchmark runs on a bounded sample: whole
+    items in item-id hash order while their votes stay within this many (all items below it:
+    MT-Bench has 5.8K votes), so its cost does not grow with the data (5 minutes at 1M votes
+    without it). The metadata says what was sampled (``sample``)."""
+
+
+#: The benchmark's items: whole items in item-id hash order (stable as data grows) while the votes stay within ``?``.
+SAMPLE_ITEMS_SQL = (
+    "SELECT item_id FROM (SELECT item_id, sum(count(*)) OVER (ORDER BY hash(item_id), item_id) AS votes_so_far "
+    "FROM judgments GROUP BY item_id) WHERE votes_so_far <= ?"
+)
 
 
 @table_asset(
@@ -72,12 +84,16 @@ class BenchmarkConfig(dg.Config):
 )
 def consensus_benchmark(context: dg.AssetExecutionContext, config: BenchmarkConfig, duckdb: JudgeDuckDBResource) -> dg.MaterializeResult:
     with duckdb.get_connection() as con:
-        rows_seen = con.execute("SELECT count(*) FROM raw_judgments").fetchone()[0]
+        rows_seen = rows_seen_metadata(con)
         classes = stored_label_set(con).labels
-        judgments = con.execute("SELECT item_id, annotator, annotator_kind, label FROM judgments").df()
+        all_votes, all_items = con.execute("SELECT count(*), count(DISTINCT item_id) FROM judgments").fetchone()
+        where, params = (f"WHERE item_id IN ({SAMPLE_ITEMS_SQL})", [config.max_votes]) if all_votes > config.max_votes else ("", [])
+        judgments = con.execute(f"SELECT item_id, annotator, annotator_kind, label FROM judgments {where}", params).df()
         present = table_columns(con, "items")
         columns = ", ".join(quote_ident(c) for c in ITEM_COLUMNS if c in present)
-        items = con.execute(f"SELECT {columns} FROM items ORDER BY item_id").df()
+        items = con.execute(f"SELECT {columns} FROM items {where} ORDER BY item_id", params).df()
+        sample = (f"{len(judgments):,} of {all_votes:,} votes, on {len(items):,} of {all_items:,} items (whole items in item-id "
+                  f"hash order up to max_votes {config.max_votes:,}; raise it in the launchpad to use more)" if where else f"all {all_votes:,} votes")
         scores = con.execute("SELECT * FROM llm_judge_scores").df()
     methods = cb.default_methods(judgments, scores, include_glad=config.include_glad)
     context.log.info(f"benchmarking {len(methods)} methods on {len(config.seeds)} seeds: {', '.join(methods)}")
@@ -92,7 +108,7 @@ def consensus_benchmark(context: dg.AssetExecutionContext, config: BenchmarkConf
         context.log.warning(f"consensus benchmark: nothing to evaluate: {reason}")
         return dg.MaterializeResult(
             metadata={"dagster/row_count": 0, "skipped": reason, "n_items": 0, "seeds": dg.MetadataValue.json(list(config.seeds)),
-                      ROWS_SEEN_METADATA: rows_seen}
+                      **rows_seen, "sample": sample}
         )
     best = summary.iloc[0]
     default = summary.loc[summary["is_default"], "mean_accuracy"]
@@ -106,7 +122,8 @@ def consensus_benchmark(context: dg.AssetExecutionContext, config: BenchmarkConf
             "default_accuracy": number(default.iloc[0]),
             "n_items": int(runs["n_items"].max()),
             "seeds": dg.MetadataValue.json(list(config.seeds)),
-            ROWS_SEEN_METADATA: rows_seen,
+            **rows_seen,
+            "sample": sample,
         }
     )
 
@@ -122,7 +139,7 @@ def consensus_benchmark(context: dg.AssetExecutionContext, config: BenchmarkConf
 )
 def annotator_stats_history(duckdb: JudgeDuckDBResource) -> dg.MaterializeResult:
     with duckdb.get_connection() as con:
-        rows_seen = con.execute("SELECT count(*) FROM raw_judgments").fetchone()[0]
+        rows_seen = rows_seen_metadata(con)
         number, latest = append_annotator_history(con)
         history = con.execute(f"SELECT * FROM {HISTORY_TABLE}").df()
         return dg.MaterializeResult(
@@ -131,7 +148,7 @@ def annotator_stats_history(duckdb: JudgeDuckDBResource) -> dg.MaterializeResult
                 "snapshot": number,
                 "latest_batch_id": latest or "",
                 "quality_over_batches": plot_metadata(plot_annotator_drift(history)),
-                ROWS_SEEN_METADATA: rows_seen,
+                **rows_seen,
             }
         )
 

@@ -153,3 +153,37 @@ def test_growth_is_read_from_the_real_raw_judgments_metadata(tmp_path):
             assert dg.materialize(assets, instance=instance, resources=resources, selection="key:evaluation").success
     # b1: never built; b2: 1,050 rows < 1.1 × 1,000; b3: 1,200 rows ≥ 1.1 × 1,000
     assert requested == [1, 0, 1]
+
+
+def test_the_benchmark_runs_on_a_bounded_sample_of_whole_items_and_says_so(tmp_path):
+    """Its cost must not grow with the data: above max_votes it evaluates whole items in item-id hash
+    order up to that many votes; below, everything (as on MT-Bench)."""
+    from judge_assets.defs.reports import consensus_benchmark
+    from judge_assets_tests.core.test_consensus_benchmark import noisy_pairwise
+
+    judgments = noisy_pairwise(120)
+    db = tmp_path / "judge.duckdb"
+    con = duckdb.connect(str(db))
+    con.register("j", judgments)
+    con.execute("CREATE TABLE judgments AS SELECT * FROM j")
+    con.execute("CREATE TABLE items AS SELECT DISTINCT item_id FROM judgments")
+    con.execute("CREATE TABLE llm_judge_scores (item_id VARCHAR, p_a DOUBLE, p_b DOUBLE, p_tie DOUBLE, status VARCHAR)")
+    con.execute("CREATE TABLE label_set AS SELECT * FROM (VALUES ('A', 0), ('B', 1), ('tie', 2)) t(label, code)")
+    con.close()
+    resources = {"duckdb": JudgeDuckDBResource(database=str(db))}
+
+    def run(max_votes: int) -> tuple[dict, int]:
+        config = {"ops": {"consensus_benchmark": {"config": {"seeds": [0], "max_votes": max_votes}}}}
+        result = dg.materialize([consensus_benchmark], resources=resources, run_config=config)
+        assert result.success
+        [event] = result.get_asset_materialization_events()
+        metadata = {k: v.value for k, v in event.materialization.metadata.items()}
+        return metadata, metadata["n_items"]
+
+    full, n_full = run(10_000)
+    assert full["sample"] == f"all {len(judgments):,} votes"
+    half, n_half = run(len(judgments) // 2)
+    votes = int(half["sample"].split(" of ")[0].replace(",", ""))
+    assert len(judgments) // 2 - 5 <= votes <= len(judgments) // 2 and "whole items in item-id hash order" in half["sample"]
+    assert 0 < n_half < n_full
+    assert run(len(judgments) // 2)[0]["sample"] == half["sample"]  # the same items every time
