@@ -11,7 +11,7 @@ import pytest
 from cleanlab.multiannotator import get_label_quality_multiannotator
 from judge_assets.defs.resources import JudgeDuckDBResource
 
-from judge_assets.core.consensus.methods import FALLBACK_METHOD, crowdlab, dawid_skene, robust_crowdlab
+from judge_assets.core.consensus.methods import FALLBACK_METHOD, crowdlab, dawid_skene, dawid_skene_reference, robust_crowdlab
 from judge_assets.core.consensus.tables import build_consensus_tables, reliability_table
 from judge_assets.core.plots import plot_quality_by_group, plot_reliability
 from judge_assets.core.labels import PAIRWISE_LABELS
@@ -352,3 +352,26 @@ def test_gold_makes_the_consensus_gold_aware_and_marks_its_source():
     pd.testing.assert_series_equal(aware["crowdlab_label"], labels.set_index("item_id")["crowdlab_label"])
     pd.testing.assert_frame_equal(out.tables["annotator_stats"], plain.tables["annotator_stats"])
     pd.testing.assert_frame_equal(out.tables["aggregator_comparison"], plain.tables["aggregator_comparison"])
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_sparse_dawid_skene_equals_crowd_kit_on_random_problems(seed):
+    from judge_assets_tests.core.test_crowdlab import random_problem
+
+    votes, _ = random_problem(seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        codes, probs = dawid_skene(votes)
+        ref_codes, ref_probs = dawid_skene_reference(votes)
+    np.testing.assert_allclose(probs, ref_probs, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(codes, ref_codes)
+
+
+def test_sparse_dawid_skene_equals_crowd_kit_on_mt_bench():
+    judgments = mt_bench_judgments()
+    votes = Votes.from_frame(judgments, CLASSES)
+    codes, probs = dawid_skene(votes)
+    ref_codes, ref_probs = dawid_skene_reference(votes)
+    np.testing.assert_allclose(probs, ref_probs, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(codes, ref_codes)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0)

@@ -200,11 +200,76 @@ def _crowdkit_output(votes: Votes, probas: pd.DataFrame) -> tuple[np.ndarray, np
     return probs.argmax(axis=1).astype(np.int64), probs
 
 
-def dawid_skene(votes: Votes, n_iter: int = 100) -> tuple[np.ndarray, np.ndarray]:
-    """Dawid-Skene (crowd-kit ``DawidSkene``): class codes shape (N,), posteriors shape (N, K).
+#: crowd-kit's floor for probabilities and error rates (``crowdkit.aggregation.classification.dawid_skene._EPS``).
+DS_EPS = 1e-10
 
-    Every item needs at least one vote; classes nobody voted for get probability 0.
+
+def dawid_skene(votes: Votes, n_iter: int = 100, tol: float = 1e-5) -> tuple[np.ndarray, np.ndarray]:
+    """Dawid-Skene on sparse votes: class codes shape (N,), posteriors shape (N, K).
+
+    The EM of crowd-kit's ``DawidSkene(n_iter, tol)`` (the reference in the tests: equal posteriors
+    to 1e-6), step for step — start from majority-vote shares, per-annotator error matrices over
+    the labels each annotator used (floored at 1e-10, normalized per true class), log-space E-step,
+    stop when the evidence lower bound per vote gains less than ``tol`` — but with bincounts over
+    the votes instead of pandas joins, so an iteration costs O(n_votes · K) (crowd-kit took 16 s
+    at 1M votes). Every item needs at least one vote; classes nobody voted for get probability 0.
     """
+    num = votes.num_annotations()
+    if (num == 0).any():
+        raise ValueError("dawid_skene: every item needs at least one vote")
+    present = np.flatnonzero(np.bincount(votes.label, minlength=votes.n_classes))  # crowd-kit's label columns
+    m = len(present)
+    code = np.full(votes.n_classes, -1)
+    code[present] = np.arange(m)
+    label = code[votes.label]
+    item, worker = votes.item, votes.annotator
+    cell = worker * m + label  # (annotator, observed label)
+    n_cells = votes.n_annotators * m
+    used = np.bincount(cell, minlength=n_cells) > 0
+
+    def m_step(probas: np.ndarray) -> np.ndarray:
+        """Error rates, shape (n_annotators * m, m): row (annotator, observed), column true label."""
+        errors = np.column_stack([np.bincount(cell, weights=probas[item, k], minlength=n_cells) for k in range(m)])
+        errors[used] = np.maximum(errors[used], DS_EPS)
+        totals = errors.reshape(votes.n_annotators, m, m).sum(axis=1)
+        return errors / np.repeat(totals, m, axis=0)
+
+    def e_step(priors: np.ndarray, log2_errors: np.ndarray) -> np.ndarray:
+        gathered = log2_errors[cell]
+        loglik = np.log2(np.maximum(priors, DS_EPS)) + np.column_stack(
+            [np.bincount(item, weights=gathered[:, k], minlength=votes.n_items) for k in range(m)]
+        )
+        scaled = np.exp2(loglik - loglik.max(axis=1, keepdims=True))
+        return scaled / scaled.sum(axis=1, keepdims=True)
+
+    def lower_bound(probas: np.ndarray, priors: np.ndarray, errors: np.ndarray) -> float:
+        with np.errstate(divide="ignore"):
+            joint = (probas[item] * (np.log(errors[cell]) + np.log(np.maximum(priors, DS_EPS)))).sum()
+        clipped = np.maximum(probas, DS_EPS)
+        return float(joint - (np.log(clipped) * clipped).sum())
+
+    probas = np.column_stack([np.bincount(item, weights=label == k, minlength=votes.n_items) for k in range(m)]) / num[:, None]
+    priors = probas.mean(axis=0)
+    errors = m_step(probas)
+    loss = -np.inf
+    for _ in range(n_iter):
+        with np.errstate(divide="ignore"):
+            probas = e_step(priors, np.log2(errors))
+        priors = probas.mean(axis=0)
+        errors = m_step(probas)
+        new_loss = lower_bound(probas, priors, errors) / len(item)
+        probas = np.maximum(probas, DS_EPS)
+        if new_loss - loss < tol:
+            break
+        loss = new_loss
+    out = np.zeros((votes.n_items, votes.n_classes))
+    out[:, present] = probas
+    return out.argmax(axis=1).astype(np.int64), out
+
+
+def dawid_skene_reference(votes: Votes, n_iter: int = 100) -> tuple[np.ndarray, np.ndarray]:
+    """crowd-kit's ``DawidSkene`` itself on the same votes, (codes, posteriors) as :func:`dawid_skene`
+    (the reference the tests compare it with)."""
     from crowdkit.aggregation import DawidSkene
 
     if (votes.num_annotations() == 0).any():
