@@ -227,14 +227,17 @@ def build_consensus_tables(
     stats["num_examples_labeled"] = r.num_examples_labeled
     stats["annotator_weight"] = r.annotator_weight
 
+    # item_ids and annotators are sorted, so ordering by their indices is ordering by (item_id, annotator),
+    # without sorting or copying 10M strings
+    by_pair = np.lexsort((v.annotator, v.item))
     detail = pd.DataFrame(
         {
-            "item_id": v.item_ids[v.item].astype(str),
-            "annotator": v.annotators[v.annotator].astype(str),
-            "label": labels[v.label],
-            "label_quality_score": r.label_quality,
+            "item_id": v.item_ids[v.item[by_pair]],
+            "annotator": v.annotators[v.annotator[by_pair]],
+            "label": labels[v.label[by_pair]],
+            "label_quality_score": r.label_quality[by_pair],
         }
-    ).sort_values(["item_id", "annotator"], ignore_index=True)
+    )
 
     report = judge_report_card(
         judgments=judgments,
