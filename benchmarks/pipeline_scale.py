@@ -468,8 +468,8 @@ def run_size(size: str, schema: str, workdir: Path, *, pythonpath: str | None, l
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
     ingest = [str(VENV_BIN / "judge-assets"), "ingest", str(batch)]
-    if not pythonpath:  # this checkout: what an ingest rebuilds by default once cli.py uses INGEST_SELECTION
-        sys.path.insert(0, str(ROOT))
+    if label == "now":  # what an ingest rebuilds by default once cli.py uses INGEST_SELECTION
+        sys.path.insert(0, pythonpath or str(ROOT))
         from judge_assets.defs.automation import INGEST_SELECTION
 
         ingest += ["--select", INGEST_SELECTION]
@@ -560,6 +560,7 @@ def main() -> None:
     parser.add_argument("--rss-limit-gb", type=float, default=16.0, help="a command whose process tree exceeds this RSS is killed")
     parser.add_argument("--json", type=Path, help="write every measurement here")
     parser.add_argument("--baseline-only", action="store_true", help="measure only the baseline (to reuse with --baseline-json)")
+    parser.add_argument("--source", help="measure the judge_assets package in this folder (e.g. an exported commit) instead of this checkout")
     args = parser.parse_args()
 
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -571,7 +572,7 @@ def main() -> None:
     tables = []
     for size in args.sizes:
         print(f"{size}:", flush=True)
-        new = {} if args.baseline_only else run_size(size, args.schema, args.workdir, pythonpath=None, label="now",
+        new = {} if args.baseline_only else run_size(size, args.schema, args.workdir, pythonpath=args.source, label="now",
                                                       timeout_s=args.timeout, rss_limit_mb=args.rss_limit_gb * 1024)
         everything["new"][size] = _as_dict(new)
         run_old = args.baseline == "rev" and list(SIZES).index(size) <= list(SIZES).index(args.baseline_max)
