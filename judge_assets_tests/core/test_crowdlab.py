@@ -12,6 +12,7 @@ from judge_assets.core.consensus.crowdlab import (
     _packed_label_distribution,
     _segment_sums,
     active_learning_scores,
+    annotator_worst_class,
     crowdlab,
     crowdlab_reference,
     majority_vote,
@@ -368,3 +369,17 @@ def test_activelab_never_builds_the_dense_matrix(monkeypatch):
     monkeypatch.setattr(Votes, "to_matrix", lambda self: pytest.fail("ActiveLab built the dense matrix"))
     scores, _ = active_learning_scores(votes, pred_probs)
     assert scores.shape == (votes.n_items,) and ((scores >= 0) & (scores <= 1)).all()
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_annotator_worst_class_equals_cleanlab_for_any_consensus(seed):
+    """The sparse worst-class rule against cleanlab's dense one, for an arbitrary consensus (the
+    majority-vote fallback passes its own)."""
+    from cleanlab.multiannotator import _get_annotator_worst_class
+
+    votes, _ = random_problem(seed)
+    rng = np.random.default_rng(seed)
+    consensus = rng.integers(votes.n_classes, size=votes.n_items)
+    quality = np.round(rng.random(votes.n_items), 1)  # coarse: ties reach the last tiebreak
+    expected = _get_annotator_worst_class(votes.to_matrix().to_numpy(), consensus, quality)
+    np.testing.assert_array_equal(annotator_worst_class(votes, consensus, quality), expected)

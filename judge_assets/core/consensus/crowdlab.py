@@ -423,6 +423,17 @@ def _worst_class(
     return cand.argmax(axis=1)
 
 
+def annotator_worst_class(votes: Votes, consensus_label: np.ndarray, consensus_quality_score: np.ndarray) -> np.ndarray:
+    """cleanlab's ``_get_annotator_worst_class`` on sparse votes; shape (n_annotators,) int64 codes.
+
+    consensus_label, consensus_quality_score : shape (n_items,). See :func:`_worst_class`; costs
+    O(n_votes), where cleanlab walks the dense n_items × n_annotators matrix.
+    """
+    agrees = votes.label == np.asarray(consensus_label)[votes.item]
+    quality = np.asarray(consensus_quality_score, dtype=np.float64)
+    return _worst_class(votes, agrees, quality, votes.n_classes, _layout(votes, votes.num_annotations()))
+
+
 def crowdlab(votes: Votes, pred_probs: np.ndarray) -> CrowdlabResult:
     """CROWDLAB consensus labels, label quality and annotator quality from sparse votes.
 

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from judge_assets.core.consensus.majority import majority_vote
+from judge_assets.core.consensus.crowdlab import annotator_worst_class
 from judge_assets.core.consensus.crowdlab import crowdlab as sparse_crowdlab
 from judge_assets.core.consensus.votes import CrowdlabResult, Votes
 
@@ -83,7 +84,6 @@ def _prior_only_result(votes: Votes, pred_probs: np.ndarray, seed: int) -> Crowd
 
     ``annotator_weight`` and ``model_weight`` are NaN: no weighting happens.
     """
-    from cleanlab.multiannotator import _get_annotator_worst_class
     from cleanlab.rank import get_label_quality_scores
 
     consensus = majority_vote(votes, pred_probs, seed=seed).astype(np.int64)
@@ -96,7 +96,7 @@ def _prior_only_result(votes: Votes, pred_probs: np.ndarray, seed: int) -> Crowd
     def mean_by_annotator(values: np.ndarray) -> np.ndarray:
         return np.bincount(votes.annotator, weights=values, minlength=votes.n_annotators) / per_annotator
 
-    worst = _get_annotator_worst_class(votes.to_matrix().to_numpy(), consensus, consensus_quality)
+    worst = annotator_worst_class(votes, consensus, consensus_quality)
     return CrowdlabResult(
         consensus_label=consensus,
         consensus_quality_score=np.asarray(consensus_quality, dtype=float),
