@@ -88,6 +88,14 @@ def parse_mode(name: str, raw: str | None) -> str:
     return mode
 
 
+def parse_scale_ends(name: str, raw: str | None) -> tuple[str, ...]:
+    """``A,B`` or ``B,A`` (what the low and the high end of a pairwise scale favour); empty → ``()``."""
+    ends = split_csv(raw)
+    if ends and ends not in (("A", "B"), ("B", "A")):
+        raise ConfigError(f"{name}={raw!r}: use A,B (the low end favours A) or B,A")
+    return ends
+
+
 def db_path() -> Path:
     """``JUDGE_DB`` resolved (default ``data/judge.duckdb``)."""
     return resolve_path(os.environ.get("JUDGE_DB") or "data/judge.duckdb")
@@ -129,7 +137,9 @@ class Settings:
     source: str = BUNDLED_SOURCE
     source_split: tuple[str, ...] = ()
     labels: tuple[str, ...] = ()
+    scale_ends: tuple[str, ...] = ()
     llm_annotators: tuple[str, ...] = DEFAULT_LLM_ANNOTATORS
+    gold_annotators: tuple[str, ...] = ()
     matrix_max_annotators: int = DEFAULT_MATRIX_MAX_ANNOTATORS
     inbox_dir: Path = field(default_factory=lambda: resolve_path("data/inbox"))
     dagster_home: Path = field(default_factory=lambda: resolve_path(".dagster_home"))
@@ -151,8 +161,13 @@ def settings() -> Settings:
     - ``JUDGE_SOURCE``: ``bundled:mt_bench`` (default), a local parquet/jsonl/json/csv file or
       folder, or a Hugging Face dataset id (``owner/name``).
     - ``JUDGE_SOURCE_SPLIT``: comma-separated splits of an HF dataset (default: all splits).
-    - ``JUDGE_LABELS``: comma-separated class set for the generic schema (default: inferred).
+    - ``JUDGE_LABELS``: comma-separated class set for the generic schema (default: inferred); a
+      single ``a..b`` entry (``1..8``) is an ordinal scale (:mod:`judge_assets.core.scales`).
+    - ``JUDGE_SCALE_ENDS``: on a scale, which side of a pairwise comparison each end favours:
+      ``A,B`` (the low end favours A) or ``B,A``; unset = not a pairwise scale (no outcomes).
     - ``JUDGE_LLM_ANNOTATORS``: judges whose kind is ``llm`` (default ``gpt4_pair``).
+    - ``JUDGE_GOLD_ANNOTATORS``: annotators whose votes are gold labels (``gold_labels``), never votes
+      (default: none).
     - ``JUDGE_MATRIX_MAX_ANNOTATORS``: above this many annotators ``annotator_matrix`` stays long
       (default 1000).
     - ``JUDGE_INBOX_DIR``: folder watched for new annotation files (default ``data/inbox``).
@@ -184,7 +199,9 @@ def settings() -> Settings:
         source=env.get("JUDGE_SOURCE") or BUNDLED_SOURCE,
         source_split=split_csv(env.get("JUDGE_SOURCE_SPLIT")),
         labels=split_csv(env.get("JUDGE_LABELS")),
+        scale_ends=parse_scale_ends("JUDGE_SCALE_ENDS", env.get("JUDGE_SCALE_ENDS")),
         llm_annotators=split_csv(env.get("JUDGE_LLM_ANNOTATORS"), DEFAULT_LLM_ANNOTATORS),
+        gold_annotators=split_csv(env.get("JUDGE_GOLD_ANNOTATORS")),
         matrix_max_annotators=int(
             parse_positive("JUDGE_MATRIX_MAX_ANNOTATORS", env.get("JUDGE_MATRIX_MAX_ANNOTATORS"), DEFAULT_MATRIX_MAX_ANNOTATORS, int)
         ),

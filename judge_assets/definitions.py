@@ -17,9 +17,17 @@ import dagster as dg
 
 from judge_assets.core.sql.models import discover_models
 from judge_assets.defs.automation import judge_assets_automation, load_annotation_batch, rebuild, with_automation
-from judge_assets.defs.consensus import consensus, consensus_checks, majority_vote_labels
+from judge_assets.defs.consensus import consensus, consensus_checks, majority_vote_labels, ordinal_agreement, ordinal_consensus
 from judge_assets.defs.criteria import CRITERIA_ASSETS
-from judge_assets.defs.reports import annotator_stats_history, consensus_benchmark, label_next, model_leaderboard
+from judge_assets.defs.reports import (
+    annotator_stats_history,
+    consensus_benchmark,
+    ground_truth_accuracy,
+    judged_classifier_report,
+    label_next,
+    model_leaderboard,
+    reports_checks,
+)
 from judge_assets.defs.resources import project_resources
 from judge_assets.defs.scoring import llm_judge_scores, model_probs, scoring_checks
 from judge_assets.defs.sources import annotation_inbox, mt_bench_questions, no_unresolved_rejected_files, raw_judgments
@@ -36,8 +44,12 @@ PYTHON_ASSETS = [
     model_probs,
     majority_vote_labels,
     consensus,
+    ordinal_consensus,
+    ordinal_agreement,
     model_leaderboard,
     consensus_benchmark,
+    ground_truth_accuracy,
+    judged_classifier_report,
     annotator_stats_history,
     label_next,
     *CRITERIA_ASSETS,
@@ -79,7 +91,7 @@ defs = dg.Definitions(
     assets=with_automation(with_code_references(ASSETS, SQL_MODELS_DIR)),
     jobs=[load_annotation_batch, rebuild],
     sensors=[annotation_inbox, judge_assets_automation],
-    asset_checks=[no_unresolved_rejected_files, *scoring_checks, *consensus_checks, *SQL_MODELS.checks],
+    asset_checks=[no_unresolved_rejected_files, *scoring_checks, *consensus_checks, *reports_checks, *SQL_MODELS.checks],
     resources=project_resources(),
     executor=dg.in_process_executor,
 )

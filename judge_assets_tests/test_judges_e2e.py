@@ -180,6 +180,8 @@ def llmbar_reference_file(folder: Path) -> Path:
     data["reference"] = data["response_a"].where(data["ground_truth"] == "output_1", data["response_b"])
     data["response"] = data["response_a"]
     data["label"] = data["label"].map({"output_1": "correct", "output_2": "incorrect"})
+    data["ground_truth"] = data["ground_truth"].map({"output_1": "correct", "output_2": "incorrect"})  # gold: is output_1 right?
+    data["source_set"] = "natural"
     path = folder / "llmbar_reference.csv"
     data.drop(columns=["response_a", "response_b"]).to_csv(path, index=False)
     return path
@@ -208,7 +210,7 @@ def test_a_reference_judge_and_a_classifier_on_llmbar(env, fake_openai, monkeypa
     meta = result.asset_materializations_for_node("judgments")[0].metadata
     assert meta["llm_panel_scores_only"].value == "task-type:judge-model"
     # extra source columns reach items (a template may name them) but never the model prior's features
-    assert query(db, "SELECT count(ground_truth) FROM items") == [(12,)]
+    assert query(db, "SELECT count(source_set) FROM items") == [(12,)]
 
 
 def test_a_judge_missing_a_column_fails_before_any_call(env, fake_openai, monkeypatch):

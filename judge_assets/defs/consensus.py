@@ -11,6 +11,7 @@ when the data would make them wrong: a broken prior (``model_probs``) or labels 
 """
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from judge_assets.core.consensus.majority import majority_vote_table
@@ -26,7 +27,7 @@ from judge_assets.core.validation import (
     validate_scores,
 )
 from judge_assets.defs.metadata import asset_check_result, frame_markdown, number, plot_metadata, table_metadata
-from judge_assets.defs.resources import JudgeDuckDBResource, PipelineResource
+from judge_assets.defs.resources import JudgeDuckDBResource, LLMJudgeResource, PipelineResource
 from judge_assets.defs.tables import table_asset, tables_asset
 
 GROUP = "consensus"
@@ -56,6 +57,14 @@ def majority_vote_labels(context: dg.AssetExecutionContext, duckdb: JudgeDuckDBR
 
 
 ITEM_META = ("question_id", "turn", "model_a", "model_b", "category")
+
+
+def read_gold(con) -> pd.Series:
+    """``gold_labels`` as gold labels by item id; empty when the table is missing or empty."""
+    if not table_exists(con, "gold_labels"):
+        return pd.Series(dtype=object, name="ground_truth")
+    frame = con.execute("SELECT item_id, gold_label FROM gold_labels ORDER BY item_id").df()
+    return pd.Series(frame["gold_label"].to_numpy(dtype=object), index=pd.Index(frame["item_id"], name="item_id"), name="ground_truth")
 
 #: The tables the consensus step writes in one transaction → their descriptions.
 CONSENSUS_TABLES = {
@@ -94,7 +103,7 @@ class ConsensusConfig(dg.Config):
 
 @tables_asset(
     GROUP,
-    {name: (["judgments", "items", "label_set", "model_probs"], description) for name, description in CONSENSUS_TABLES.items()},
+    {name: (["judgments", "items", "label_set", "model_probs", "gold_labels"], description) for name, description in CONSENSUS_TABLES.items()},
     kinds=("duckdb", "python"),
     columns={
         "consensus_labels": {
@@ -112,7 +121,12 @@ class ConsensusConfig(dg.Config):
             "dawid_skene_label": "Dawid-Skene (crowd-kit, 100 EM iterations).",
             "glad_label": "GLAD (crowd-kit); NULL when include_glad is off.",
             "model_prior_scorer": "Where the item's model prior came from: llm_logprobs, oof_classifier or uniform (model_probs.scorer).",
-            "consensus_method": "crowdlab, or majority_vote_fallback when no item has two or more votes.",
+            "consensus_method": "crowdlab, or majority_vote_fallback when no item has two or more votes; gold_mixture when "
+            "gold exists (gold_labels): items with gold keep it, the others get the gold-calibrated consensus.",
+            "source": "ground_truth (the item's gold label, from gold_labels) or consensus.",
+            "consensus_probability": "Probability of consensus_label: 1 for gold; gold_mixture's with gold elsewhere, "
+            "else CROWDLAB's posterior.",
+            "crowdlab_label": "CROWDLAB's label (equal to consensus_label without gold); quality and agreement describe it.",
         },
         "annotator_stats": {
             "annotator": "The annotator (one row per annotator).",
@@ -147,6 +161,7 @@ def consensus(context: dg.AssetExecutionContext, config: ConsensusConfig, duckdb
         items = con.execute(f"SELECT {', '.join(quote_ident(c) for c in item_cols)} FROM items").df()
         model_probs = con.execute("SELECT * FROM model_probs").df()
         scores = con.execute("SELECT * FROM llm_judge_scores").df() if table_exists(con, "llm_judge_scores") else None
+        gold = read_gold(con)
         out = build_consensus_tables(
             judgments,
             model_probs,
@@ -159,6 +174,7 @@ def consensus(context: dg.AssetExecutionContext, config: ConsensusConfig, duckdb
             glad_max_votes=config.glad_max_votes,
             llm_judge_scores=scores,
             seed=config.seed,
+            gold=gold,
         )
         replace_tables(con, out.tables)
         for note in out.notes:
@@ -170,6 +186,7 @@ def consensus(context: dg.AssetExecutionContext, config: ConsensusConfig, duckdb
             "consensus_labels": {
                 **common,
                 "glad": out.glad,
+                "gold_items": int((labels["source"] == "ground_truth").sum()),
                 "label_distribution": dg.MetadataValue.json({k: int(v) for k, v in labels["consensus_label"].value_counts().items()}),
                 "mean_consensus_quality": number(labels["consensus_quality_score"].mean()),
                 "prior_reliability": plot_metadata(plot_reliability(out.prior, codes)),
@@ -239,3 +256,180 @@ def annotator_stats_valid(duckdb: JudgeDuckDBResource) -> dg.AssetCheckResult:
 
 
 consensus_checks = [consensus_label_coverage, consensus_labels_valid, annotator_stats_valid]
+
+
+# ---- ordinal scales (JUDGE_LABELS=1..8): consensus and agreement that respect the order ----------------
+
+ORDINAL_TABLES = {
+    "ordinal_consensus_labels": (
+        ["judgments", "label_set"],
+        "On an ordinal scale (JUDGE_LABELS=1..8): per item the quality-weighted median of the votes "
+        "(ordinal_consensus, its class, weighted mean, spread, votes) over every annotator, the same over humans only, "
+        "and on a pairwise scale its outcome (A/B, and A/B/tie with the middle values as ties). Empty when the class set is not a scale.",
+    ),
+    "ordinal_annotator_stats": (
+        ["judgments", "label_set"],
+        "On an ordinal scale: per annotator the distance-based quality (1 − mean distance to the others' consensus / span), "
+        "that distance (ordinal_mae, in scale units) and the weight in the ordinal consensus. Empty when not a scale.",
+    ),
+}
+
+
+def _not_ordinal_note(con) -> str:
+    stored = stored_label_set(con)
+    return (f"the class set ({', '.join(stored.labels)}) is not an ordinal scale: declare one with JUDGE_LABELS=1..8 "
+            "(and JUDGE_SCALE_ENDS=A,B for a pairwise scale)")
+
+
+@tables_asset(
+    GROUP,
+    ORDINAL_TABLES,
+    kinds=("duckdb", "python"),
+    columns={
+        "ordinal_consensus_labels": {
+            "item_id": "The item (one row per item with a vote).",
+            "ordinal_consensus": "Quality-weighted median of the votes' values, every annotator (judge_assets/core/consensus/ordinal.py).",
+            "ordinal_consensus_label": "The class of ordinal_consensus.",
+            "ordinal_mean": "Quality-weighted mean of the votes' values.",
+            "ordinal_spread": "Weighted standard deviation of the votes (0 = unanimous): the item's uncertainty.",
+            "num_annotations": "Votes on the item.",
+            "human_ordinal_consensus": "The same median over human votes only: the reference LLM judges are scored against.",
+            "outcome": "Pairwise scale: the outcome of ordinal_consensus without ties (1-4 A, 5-8 B on 1..8).",
+            "outcome_with_ties": "Pairwise scale: the outcome with the two middle values as a tie (4 and 5 on 1..8).",
+        },
+        "ordinal_annotator_stats": {
+            "ordinal_quality": "1 − ordinal_mae / span of the scale (1 = always on the others' consensus); NULL without overlap.",
+            "ordinal_mae": "Mean |vote − weighted mean of the other annotators| on shared items, in scale units.",
+            "weight": "The annotator's weight in the ordinal consensus (inverse noise variance).",
+        },
+    },
+)
+def ordinal_consensus(context: dg.AssetExecutionContext, duckdb: JudgeDuckDBResource):
+    from judge_assets.core.consensus.ordinal import ordinal_consensus_tables
+
+    with duckdb.get_connection() as con:
+        scale = stored_label_set(con).scale
+        cols = ["item_id", "annotator", "annotator_kind", "label"] + [
+            c for c in ("category", "model_a", "model_b") if c in table_columns(con, "judgments")]
+        if scale is None:
+            note = _not_ordinal_note(con)
+            items = pd.DataFrame({c: pd.Series(dtype=object) for c in ("item_id", "ordinal_consensus_label")}).assign(
+                ordinal_consensus=pd.Series(dtype=float), ordinal_mean=pd.Series(dtype=float),
+                ordinal_spread=pd.Series(dtype=float), num_annotations=pd.Series(dtype="int64"))
+            stats = pd.DataFrame({"annotator": pd.Series(dtype=object), "annotator_kind": pd.Series(dtype=object),
+                                  "ordinal_quality": pd.Series(dtype=float), "ordinal_mae": pd.Series(dtype=float),
+                                  "weight": pd.Series(dtype=float), "num_examples_labeled": pd.Series(dtype="int64")})
+        else:
+            note = f"scale {scale.labels[0]}..{scale.labels[-1]}" + (f", low end favours {scale.low_favours}" if scale.low_favours else "")
+            judgments = con.execute(f"SELECT {', '.join(quote_ident(c) for c in cols)} FROM judgments").df()
+            items, stats = ordinal_consensus_tables(judgments, scale)
+        replace_tables(con, {"ordinal_consensus_labels": items, "ordinal_annotator_stats": stats})
+        context.log.info(f"ordinal consensus: {note}")
+        extra = {"note": note}
+        if scale is not None and len(items):
+            extra_items = {"mean_spread": number(items["ordinal_spread"].mean()),
+                           "distribution": dg.MetadataValue.json({k: int(v) for k, v in items["ordinal_consensus_label"].value_counts().sort_index().items()})}
+        else:
+            extra_items = {}
+        yield dg.MaterializeResult(asset_key="ordinal_consensus_labels",
+                                   metadata={**table_metadata(con, "ordinal_consensus_labels"), **extra, **extra_items})
+        yield dg.MaterializeResult(asset_key="ordinal_annotator_stats",
+                                   metadata={**table_metadata(con, "ordinal_annotator_stats", order_by="ordinal_quality DESC NULLS LAST"), **extra})
+
+
+class OrdinalAgreementConfig(dg.Config):
+    """Run options of the ordinal agreement table (launchpad-editable)."""
+
+    n_boot: int = 1000
+    """Bootstrap resamples behind every 95% interval."""
+    seed: int = 0
+
+
+@table_asset(
+    GROUP,
+    deps=["ordinal_consensus_labels", "judgments", "llm_judge_scores", "llm_judge_probs"],
+    kinds=("duckdb", "python"),
+    columns={
+        "judge": "An LLM judge (a JUDGE_LLM_ANNOTATORS annotator, or <judge>:<model> of the panel), or human.",
+        "judge_kind": "llm or human.",
+        "score": "vote (the judge's class) or expected_score (Σ value × P(value) from the judge's token logprobs).",
+        "reference": "human_consensus (ordinal_consensus_labels.human_ordinal_consensus), human_votes (pairs of human votes "
+        "on the same item) or swapped_order (mean_shift: score with the answers swapped − score as stored).",
+        "scope": "all, or category (then category names it).",
+        "metric": "weighted_kappa (quadratic), spearman, pearson, mae, exact_agreement, within_one; mean_shift for swapped_order.",
+        "value": "The metric on the pairs.",
+        "ci_low": "2.5th percentile of the bootstrap (resampled pairs).",
+        "ci_high": "97.5th percentile of the bootstrap.",
+        "n": "Pairs (items, or vote pairs) behind the value.",
+    },
+)
+def ordinal_agreement(context: dg.AssetExecutionContext, config: OrdinalAgreementConfig, duckdb: JudgeDuckDBResource,
+                      llm_judge: LLMJudgeResource) -> dg.MaterializeResult:
+    """On an ordinal scale: every LLM judge (its vote, or its expected score when it has one) against the humans-only
+    ordinal consensus, and human against human (pairs of human votes on an item), overall and per category, with 95%
+    bootstrap intervals; plus each judge's mean rating shift when the answer order is swapped. Metadata: a histogram
+    of ratings per judge (humans pooled vs each LLM judge). Empty when the class set is not a scale."""
+    from judge_assets.core.plots import plot_rating_histogram
+    from judge_assets.core.reports.ordinal_metrics import (
+        AGREEMENT_COLUMNS, ordinal_agreement_table, per_order_expected_scores, swap_shift)
+    from judge_assets.core.scoring.llm_judge.cache import CACHE_TABLE
+
+    with duckdb.get_connection() as con:
+        scale = stored_label_set(con).scale
+        if scale is None:
+            note = _not_ordinal_note(con)
+            replace_table(con, "ordinal_agreement", pd.DataFrame({c: pd.Series(dtype="int64" if c == "n" else float if c in (
+                "value", "ci_low", "ci_high") else object) for c in AGREEMENT_COLUMNS}))
+            return dg.MaterializeResult(metadata={**table_metadata(con, "ordinal_agreement"), "note": note})
+        cols = ["item_id", "annotator", "annotator_kind", "label"] + [c for c in ("category",) if c in table_columns(con, "judgments")]
+        judgments = con.execute(f"SELECT {', '.join(cols)} FROM judgments").df()
+        human = con.execute("SELECT item_id, human_ordinal_consensus FROM ordinal_consensus_labels").df()
+        scores = None
+        if table_exists(con, "llm_judge_scores"):
+            # panel judges on this scale: an expected score, K classes as the scale, not already voting in judgments
+            scores = con.execute(
+                "SELECT s.item_id, s.annotator, s.judge, s.model, s.expected_score FROM llm_judge_scores s "
+                "WHERE s.status = 'ok' AND s.expected_score IS NOT NULL AND s.annotator NOT IN (SELECT DISTINCT annotator FROM judgments) "
+                "AND (SELECT count(DISTINCT p.label) FROM llm_judge_probs p WHERE p.annotator = s.annotator) = ?"
+                if table_exists(con, "llm_judge_probs") else "SELECT NULL AS item_id, NULL AS annotator WHERE false",
+                [len(scale.labels)] if table_exists(con, "llm_judge_probs") else None,
+            ).df()
+        per_order = pd.DataFrame(columns=["annotator", "item_id", "swapped", "expected_score"])
+        if scores is not None and len(scores) and table_exists(con, CACHE_TABLE):
+            try:
+                specs = {s.name: s for s in llm_judge.judge_specs() if s.ordinal and s.shape == "pairwise"}
+            except Exception as exc:  # noqa: BLE001 - a judge file that no longer loads: no swap shift, said why
+                specs = {}
+                context.log.warning(f"no swap shift: the judge files did not load ({exc})")
+            cache = con.execute(
+                f"SELECT item_id, judge, model, swapped, status, top_logprobs_json FROM {CACHE_TABLE} "
+                "QUALIFY row_number() OVER (PARTITION BY item_id, judge, model, swapped ORDER BY created_at DESC) = 1"
+            ).df()
+            keep = set(zip(scores["item_id"], scores["annotator"]))
+            per_order = per_order_expected_scores(cache, specs)
+            per_order = per_order[[k in keep for k in zip(per_order["item_id"], per_order["annotator"])]]
+    table = ordinal_agreement_table(judgments, human, scale, scores, n_boot=config.n_boot, seed=config.seed)
+    shifts = swap_shift(per_order, n_boot=config.n_boot, seed=config.seed)
+    shift_rows = pd.DataFrame({
+        "judge": shifts["judge"], "judge_kind": "llm", "score": "expected_score", "reference": "swapped_order", "scope": "all",
+        "category": None, "metric": "mean_shift", "value": shifts["mean_shift"], "ci_low": shifts["ci_low"],
+        "ci_high": shifts["ci_high"], "n": shifts["n"]})
+    table = pd.concat([table, shift_rows.astype(table.dtypes.to_dict())], ignore_index=True) if len(shift_rows) else table
+    values = dict(zip(scale.labels, scale.values))
+    ranks = np.arange(1, len(scale.values) + 1, dtype=float)
+    ratings = pd.concat([
+        pd.DataFrame({"judge": np.where(judgments["annotator_kind"] == "human", "human", judgments["annotator"]),
+                      "rating": judgments["label"].map(values).to_numpy(dtype=float)}),
+        pd.DataFrame({"judge": scores["annotator"], "rating": np.interp(scores["expected_score"], ranks, scale.value_array)})
+        if scores is not None and len(scores) else pd.DataFrame(columns=["judge", "rating"]),
+    ], ignore_index=True)
+    with duckdb.get_connection() as con:
+        replace_table(con, "ordinal_agreement", table)
+        metadata = table_metadata(con, "ordinal_agreement", preview_rows=20, order_by="reference, judge, scope, category NULLS FIRST, metric")
+    headline = table[(table["scope"] == "all") & table["metric"].isin(["weighted_kappa", "spearman", "mae", "within_one"])]
+    metadata["headline"] = dg.MetadataValue.md(frame_markdown(headline, 40))
+    metadata["rating_histogram"] = plot_metadata(plot_rating_histogram(ratings, scale.values))
+    metadata["mean_rating"] = dg.MetadataValue.json({j: round(float(r.mean()), 4) for j, r in ratings.groupby("judge")["rating"]})
+    metadata["swap_shift"] = dg.MetadataValue.md(frame_markdown(shifts, 20) if len(shifts) else
+                                                 "no LLM judge on this scale with scores for both answer orders")
+    return dg.MaterializeResult(metadata=metadata)

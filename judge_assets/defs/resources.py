@@ -26,6 +26,7 @@ from judge_assets.config import (
     parse_flag,
     parse_mode,
     parse_positive,
+    parse_scale_ends,
     db_path,
     resolve_path,
     split_csv,
@@ -58,19 +59,33 @@ class JudgeDuckDBResource(DuckDBResource):
 class PipelineResource(dg.ConfigurableResource):
     """Which judges are LLMs, the declared class set, and the pivot limit (launchpad-editable).
 
-    ``llm_annotators`` and ``labels`` are comma-separated (``JUDGE_LLM_ANNOTATORS``, ``JUDGE_LABELS``)."""
+    ``llm_annotators``, ``gold_annotators`` and ``labels`` are comma-separated (``JUDGE_LLM_ANNOTATORS``,
+    ``JUDGE_GOLD_ANNOTATORS``, ``JUDGE_LABELS``)."""
 
     llm_annotators: str = Field(default=",".join(DEFAULT_LLM_ANNOTATORS), description="Judges whose annotator_kind is llm, comma-separated")
-    labels: str = Field(default="", description="Class set of the generic schema in code order, comma-separated (empty: inferred)")
+    labels: str = Field(default="", description="Class set of the generic schema in code order, comma-separated (empty: inferred); "
+                        "one range such as 1..8 is an ordinal scale")
+    scale_ends: str = Field(default="", description="Pairwise scale: what the low and high end favour, A,B or B,A (JUDGE_SCALE_ENDS; "
+                            "empty: not pairwise)")
     matrix_max_annotators: int = Field(default=DEFAULT_MATRIX_MAX_ANNOTATORS, description="Above this many annotators annotator_matrix stays long")
+    gold_annotators: str = Field(default="", description="Annotators whose votes are gold labels, not votes, comma-separated")
 
     @property
     def llm_annotator_names(self) -> tuple[str, ...]:
         return split_csv(self.llm_annotators)
 
     @property
+    def gold_annotator_names(self) -> tuple[str, ...]:
+        return split_csv(self.gold_annotators)
+
+    @property
     def label_names(self) -> tuple[str, ...]:
         return split_csv(self.labels)
+
+    @property
+    def scale_end_names(self) -> tuple[str, ...]:
+        """``JUDGE_SCALE_ENDS`` checked: ``()``, ``("A", "B")`` or ``("B", "A")``."""
+        return parse_scale_ends("JUDGE_SCALE_ENDS", self.scale_ends)
 
 
 class LLMJudgeResource(dg.ConfigurableResource):
@@ -150,7 +165,9 @@ def project_resources() -> dict[str, dg.ConfigurableResource]:
         "pipeline": PipelineResource(
             llm_annotators=_env("JUDGE_LLM_ANNOTATORS", ",".join(DEFAULT_LLM_ANNOTATORS)),
             labels=_env("JUDGE_LABELS", ""),
+            scale_ends=_env("JUDGE_SCALE_ENDS", ""),
             matrix_max_annotators=_env("JUDGE_MATRIX_MAX_ANNOTATORS", DEFAULT_MATRIX_MAX_ANNOTATORS, int),
+            gold_annotators=_env("JUDGE_GOLD_ANNOTATORS", ""),
         ),
         "llm_judge": LLMJudgeResource(
             base_url=_env("JUDGE_LLM_BASE_URL", None),

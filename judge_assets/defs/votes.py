@@ -25,9 +25,25 @@ GROUP = "votes"
             "repeated votes resolved (the last one counts); plus one vote per item by each LLM panel judge "
             "<judge>:<model> whose verdict labels are labels of the class set (annotator_kind llm).",
         ),
-        "label_set": (["raw_judgments"], "The class set and its integer codes (pairwise: A=0, B=1, tie=2)."),
+        "label_set": (
+            ["raw_judgments"],
+            "The class set and its integer codes (pairwise: A=0, B=1, tie=2); on an ordinal scale (JUDGE_LABELS=1..8) "
+            "each class's value, ordinal = true and low_favours (JUDGE_SCALE_ENDS).",
+        ),
+        "gold_labels": (
+            ["raw_judgments"],
+            "One gold label per item with gold: from the generic ground_truth column and the votes of "
+            "JUDGE_GOLD_ANNOTATORS (which are gold, never votes: they are not in judgments). Empty without gold.",
+        ),
     },
     columns={
+        "gold_labels": {
+            "item_id": "The item with gold (as in judgments).",
+            "gold_label": "Its gold label, a class of label_set.",
+            "source": "column (the ground_truth column) or annotator:<name> (a JUDGE_GOLD_ANNOTATORS vote).",
+            "batch_id": "The batch where this gold was first given.",
+            "source_row": "Its 1-based row in that batch.",
+        },
         "judgments": {
             "item_id": "The item judged; pairwise: question_id:turn:model_a|model_b with the models sorted (judge_assets/core/keys.py).",
             "annotator": "Who voted: a human judge id, an LLM judge's name, or <judge>:<model> for a panel verdict.",
@@ -47,7 +63,10 @@ GROUP = "votes"
 )
 def judgments(context: dg.AssetExecutionContext, duckdb: JudgeDuckDBResource, pipeline: PipelineResource):
     with duckdb.get_connection() as con:
-        summary = build_judgments(con, pipeline.llm_annotator_names, pipeline.label_names)
+        summary = build_judgments(
+            con, pipeline.llm_annotator_names, pipeline.label_names, pipeline.scale_end_names,
+            gold_annotators=pipeline.gold_annotator_names,
+        )
         context.log.info(
             f"{summary.n_votes} votes on {summary.n_items} items by {summary.n_annotators} annotators "
             f"({summary.duplicates_dropped} repeated votes dropped, {summary.flipped} flipped to canonical order)"
@@ -78,6 +97,14 @@ def judgments(context: dg.AssetExecutionContext, duckdb: JudgeDuckDBResource, pi
             },
         )
         yield dg.MaterializeResult(asset_key="label_set", metadata={**table_metadata(con, "label_set"), "classes": ", ".join(summary.labels)})
+        yield dg.MaterializeResult(
+            asset_key="gold_labels",
+            metadata={
+                **table_metadata(con, "gold_labels"),
+                "gold_items": summary.gold_items,
+                "gold_annotator_votes_moved_to_gold": summary.gold_votes_removed,
+            },
+        )
 
 
 @table_asset(

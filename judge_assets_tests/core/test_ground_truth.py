@@ -261,3 +261,115 @@ def test_on_llmbar_the_gold_aware_consensus_beats_majority_vote_cross_fitted_on_
     assert scores.loc["majority_vote", "accuracy"] == 0.88  # measured on all 100 items (PROVENANCE.md)
     assert scores.loc[DEFAULT_METHOD, "accuracy"] > 0.9
     assert methods_below_baseline(scores.reset_index(), n_classes=2).empty
+
+
+# --------------------------------------------------------------------------- gold in the data (ingest, judgments)
+
+
+def _ingest_rows(con, tmp_path, name, rows, classes=None):
+    import json
+
+    from judge_assets.core.sources.batches import file_batch, load_batch, validate_batch, write_batch
+
+    path = tmp_path / name
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    batch = file_batch(path)
+    table = load_batch(batch)
+    write_batch(con, batch, table, validate_batch(table, batch.label, classes))
+    return path
+
+
+def test_ground_truth_is_an_optional_generic_column():
+    from judge_assets.core.sources.batches import SCHEMAS
+
+    assert "ground_truth" in SCHEMAS["generic"]["optional"]
+
+
+def test_conflicting_gold_in_one_file_is_refused_with_file_row_and_column(tmp_path):
+    import duckdb
+
+    from judge_assets.core.sources.batches import JudgmentInputError
+
+    rows = [
+        {"item_id": "x", "annotator": "a", "label": "pass", "ground_truth": "pass"},
+        {"item_id": "x", "annotator": "b", "label": "fail", "ground_truth": None},  # no gold on this row: fine
+        {"item_id": "y", "annotator": "a", "label": "fail"},
+        {"item_id": "x", "annotator": "c", "label": "fail", "ground_truth": "fail"},
+    ]
+    con = duckdb.connect(str(tmp_path / "db.duckdb"))
+    with pytest.raises(JudgmentInputError) as caught:
+        _ingest_rows(con, tmp_path, "gold.jsonl", rows)
+    assert (caught.value.row, caught.value.column) == (4, "ground_truth")
+    assert str(caught.value).startswith(f"{tmp_path / 'gold.jsonl'}, row 4, column 'ground_truth': conflicting ground truth for item 'x'")
+    assert "at row 1" in str(caught.value)
+
+
+def test_partial_gold_and_a_gold_annotator_become_gold_labels_not_votes(tmp_path):
+    import duckdb
+
+    from judge_assets.core.votes.judgments import build_judgments
+
+    con = duckdb.connect(str(tmp_path / "db.duckdb"))
+    _ingest_rows(con, tmp_path, "votes.jsonl", [
+        {"item_id": "x", "annotator": "a", "label": "pass", "ground_truth": "pass"},
+        {"item_id": "x", "annotator": "b", "label": "fail", "ground_truth": "pass"},
+        {"item_id": "y", "annotator": "a", "label": "fail"},  # no gold on y
+        {"item_id": "y", "annotator": "b", "label": "fail"},
+        {"item_id": "z", "annotator": "a", "label": "pass"},
+        {"item_id": "z", "annotator": "adjudicator", "label": "fail"},  # gold by annotator
+    ])
+    summary = build_judgments(con, (), gold_annotators=("adjudicator",))
+    assert (summary.gold_items, summary.gold_votes_removed) == (2, 1)
+    assert con.execute("SELECT count(*) FROM judgments WHERE annotator = 'adjudicator'").fetchone()[0] == 0
+    assert con.execute("SELECT count(*) FROM judgments").fetchone()[0] == 5
+    gold = con.execute("SELECT item_id, gold_label, source, source_row FROM gold_labels ORDER BY item_id").fetchall()
+    assert gold == [("x", "pass", "column", 1), ("z", "fail", "annotator:adjudicator", 6)]
+    # without the setting the adjudicator is an ordinary voter and only the column is gold
+    summary = build_judgments(con, ())
+    assert (summary.gold_items, summary.gold_votes_removed) == (1, 0)
+    assert con.execute("SELECT count(*) FROM judgments WHERE annotator = 'adjudicator'").fetchone()[0] == 1
+
+
+def test_conflicting_gold_across_batches_and_sources_names_both(tmp_path):
+    import duckdb
+
+    from judge_assets.core.sources.batches import JudgmentInputError
+    from judge_assets.core.votes.judgments import build_judgments
+
+    con = duckdb.connect(str(tmp_path / "db.duckdb"))
+    first = _ingest_rows(con, tmp_path, "first.jsonl", [{"item_id": "x", "annotator": "a", "label": "pass", "ground_truth": "pass"}])
+    second = _ingest_rows(con, tmp_path, "second.jsonl", [
+        {"item_id": "y", "annotator": "a", "label": "pass"},
+        {"item_id": "x", "annotator": "b", "label": "pass", "ground_truth": "fail"},
+    ])
+    with pytest.raises(JudgmentInputError) as caught:
+        build_judgments(con, (), ("pass", "fail"))
+    message = str(caught.value)
+    assert message.startswith(f"{second}, row 2, column 'ground_truth': conflicting gold for item 'x': 'fail' here")
+    assert f"'pass' at {first}, row 1, column 'ground_truth'" in message
+    assert not con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name IN ('judgments', 'gold_labels')").fetchone()[0]
+    # a gold annotator disagreeing with the column is a conflict too
+    con.execute("DELETE FROM raw_judgments WHERE source LIKE '%second.jsonl'")
+    _ingest_rows(con, tmp_path, "third.jsonl", [{"item_id": "x", "annotator": "adjudicator", "label": "fail"}])
+    with pytest.raises(JudgmentInputError, match=r"third.jsonl, row 1, column 'label': conflicting gold for item 'x'"):
+        build_judgments(con, (), ("pass", "fail"), gold_annotators=("adjudicator",))
+    build_judgments(con, (), ("pass", "fail"))  # as a plain voter it is no conflict
+    assert con.execute("SELECT gold_label FROM gold_labels").fetchall() == [("pass",)]
+
+
+def test_judged_classifier_report_by_hand():
+    from judge_assets.core.reports.judged_classifier import REPORT_COLUMNS, judged_classifier_report
+
+    predicted = pd.Series(["a", "a", "b", "b", "a", "b"], index=list("123456"))
+    gold = pd.Series(["a", "b", "b", "a"], index=list("1234"))  # items 1, 3 right; 2, 4 wrong; 5, 6 without gold
+    verdicts = pd.DataFrame({"item_id": list("123456"), "judge": "j",
+                             "verdict": ["correct", "correct", "correct", "incorrect", "correct", "incorrect"]})
+    report = judged_classifier_report(predicted, verdicts, gold)
+    assert list(report.columns) == REPORT_COLUMNS
+    value = report[report["metric"] != "confusion"].set_index("metric")["value"]
+    assert value["classifier_accuracy_on_gold"] == 0.5
+    assert value["judged_accuracy"] == pytest.approx(4 / 6) and value["judged_accuracy_on_gold_items"] == 0.75
+    assert value["judge_sensitivity"] == 1.0 and value["judge_specificity"] == 0.5 and value["judge_accuracy_on_gold"] == 0.75
+    assert value["corrected_accuracy"] == pytest.approx((4 / 6 + 0.5 - 1) / 0.5)
+    cells = report[report["metric"] == "confusion"].set_index(["actual", "judged"])["value"].to_dict()
+    assert cells == {("correct", "correct"): 2, ("correct", "incorrect"): 0, ("incorrect", "correct"): 1, ("incorrect", "incorrect"): 1}

@@ -107,3 +107,64 @@ def test_agreement_intervals_bracket_the_estimate_and_narrow_with_more_pairs():
     width = lambda t: t["ci_high"] - t["ci_low"]  # noqa: E731
     assert (width(large) < width(small)).all()
     assert large.loc["spearman", "n"] == 400
+
+
+def _raw_generic(con, rows):
+    """A minimal ``raw_judgments`` of the generic schema: (item_id, annotator, label, model_a, model_b)."""
+    con.execute(
+        "CREATE TABLE raw_judgments (item_id VARCHAR, annotator VARCHAR, label VARCHAR, model_a VARCHAR, model_b VARCHAR, "
+        "category VARCHAR, batch_id VARCHAR, source VARCHAR, source_row BIGINT, ingested_at TIMESTAMP)"
+    )
+    con.executemany(
+        "INSERT INTO raw_judgments VALUES (?, ?, ?, ?, ?, 'c', 'b1', 'f.csv', ?, TIMESTAMP '2026-01-01')",
+        [(*r, n) for n, r in enumerate(rows, start=1)],
+    )
+
+
+def test_a_declared_range_is_stored_as_a_scale_and_rebuilt_with_its_ends():
+    import duckdb
+
+    from judge_assets.config import ConfigError, parse_scale_ends
+    from judge_assets.core.labels import declared_label_set, stored_label_set, stored_scale
+    from judge_assets.core.votes.judgments import build_judgments
+
+    assert declared_label_set(("1..8",)).scale == OrdinalScale.parse("1..8")
+    assert declared_label_set(("pass", "fail")).scale is None
+    assert declared_label_set(("1..5",), ("B", "A")).scale.low_favours == "B"
+    with pytest.raises(ValueError, match="not a scale"):
+        declared_label_set(("pass", "fail"), ("A", "B"))
+    assert parse_scale_ends("JUDGE_SCALE_ENDS", "A, B") == ("A", "B")
+    with pytest.raises(ConfigError, match="JUDGE_SCALE_ENDS"):
+        parse_scale_ends("JUDGE_SCALE_ENDS", "low,high")
+
+    con = duckdb.connect()
+    _raw_generic(con, [("i1", "x", "7", "m1", "m2"), ("i1", "y", "8", "m1", "m2"), ("i2", "x", "2", "m2", "m3")])
+    summary = build_judgments(con, (), ("1..8",), ("A", "B"))
+    assert summary.labels == LIKERT.labels
+    assert con.execute("SELECT label, code, value, ordinal, low_favours FROM label_set WHERE code IN (0, 7) ORDER BY code").fetchall() == [
+        ("1", 0, 1.0, True, "A"), ("8", 7, 8.0, True, "A")]
+    assert stored_scale(con) == LIKERT and stored_label_set(con).ordinal
+    # generic rows keep the models they name (as recorded): the pairwise scale's leaderboard reads them
+    assert con.execute("SELECT DISTINCT model_a, model_b FROM judgments ORDER BY 1").fetchall() == [("m1", "m2"), ("m2", "m3")]
+    build_judgments(con, (), ("1..8",))  # no ends: a scale, not pairwise
+    assert stored_scale(con).low_favours is None and stored_scale(con).values == LIKERT.values
+    con.execute("DROP TABLE raw_judgments")
+    _raw_generic(con, [("i1", "x", "pass", None, None), ("i1", "y", "fail", None, None)])
+    build_judgments(con, ())
+    assert stored_scale(con) is None and stored_label_set(con).labels == ("fail", "pass")
+    assert con.execute("SELECT count(*) FROM label_set WHERE NOT ordinal AND value IS NULL").fetchone()[0] == 2
+
+
+def test_the_ingest_gate_reads_a_declared_scale_as_its_classes(tmp_path):
+    import duckdb
+
+    from judge_assets.core.sources.gate import admit_files
+
+    path = tmp_path / "scale.csv"
+    pd.DataFrame({"item_id": ["i1", "i1", "i2"], "annotator": ["x", "y", "x"], "label": [1, 8, 5]}).to_csv(path, index=False)
+    bad = tmp_path / "bad.csv"
+    pd.DataFrame({"item_id": ["i3"], "annotator": ["x"], "label": [9]}).to_csv(bad, index=False)
+    con = duckdb.connect()
+    admitted = admit_files(con, [path, bad], tmp_path / "batches", tmp_path / "rejected", declared_labels=("1..8",))
+    assert [a.status for a in admitted] == ["accepted", "refused"]
+    assert "is not in the class set" in admitted[1].message and "'9'" in admitted[1].message

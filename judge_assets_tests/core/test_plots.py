@@ -50,7 +50,23 @@ def _annotator_drift():
 
 
 #: plot function → how to draw it on hostile data, and a name that must appear as written
+def _alignment_history():
+    history = pd.DataFrame({
+        "batch_number": [1, 2, 1, 2], "batch_id": ["b1", "b2", "b1", "b2"], "criterion": ["crit $x$"] * 4,
+        "assertion": ["a_1", "a_1", "b_2", "b_2"], "coverage": [0.5, 0.6, 0.4, 0.3], "false_failure_rate": [0.1, 0.2, 0.1, 0.1],
+        "alignment": [0.6, 0.7, 0.5, 0.4], "drift": [False, False, False, True],
+    })
+    return plots.plot_alignment_history(history)
+
+
+def _rating_histogram():
+    ratings = pd.DataFrame({"judge": ["human"] * 4 + ["judge $\\frac$"] * 3, "rating": [1, 2, 2, 8, 4.4, 5.0, 7.0]})
+    return plots.plot_rating_histogram(ratings, tuple(float(v) for v in range(1, 9)))
+
+
 CASES = {
+    "plot_alignment_history": (_alignment_history, "crit $x$/a_1"),
+    "plot_rating_histogram": (_rating_histogram, "judge $\\frac$"),
     "plot_leaderboard": (_leaderboard, "model $x^2$"),
     "plot_benchmark": (_benchmark, "$\\frac$-7b"),
     "plot_quality_by_group": (_quality_by_group, "group $1$"),

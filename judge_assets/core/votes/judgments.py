@@ -28,8 +28,8 @@ import duckdb
 from judge_assets.config import DEFAULT_LLM_ANNOTATORS
 from judge_assets.core.db import quote_ident, quote_literal, table_columns, table_exists, transaction
 from judge_assets.core.keys import item_key_sql
-from judge_assets.core.labels import FLIPPED, PAIRWISE, WINNER_TO_LABEL, LabelSet
-from judge_assets.core.sources.batches import RAW_TABLE
+from judge_assets.core.labels import FLIPPED, PAIRWISE, WINNER_TO_LABEL, LabelSet, declared_label_set
+from judge_assets.core.sources.batches import RAW_TABLE, JudgmentInputError
 
 QUESTIONS_TABLE = "mt_bench_questions"
 SCORES_TABLE = "llm_judge_scores"
@@ -44,7 +44,9 @@ GENERIC_TEXT_COLUMNS = ("prompt", "response", "response_a", "response_b", "refer
 NOT_ITEM_COLUMNS = (
     "item_id", "annotator", "label", "category", "question_id", "model_a", "model_b", "winner", "judge", "turn",
     "conversation_a", "conversation_b", "batch_id", "source", "source_row", "ingested_at", *GENERIC_TEXT_COLUMNS,
+    "ground_truth",  # gold is never shown to a judge (see build_gold_labels)
 )
+GOLD_TABLE = "gold_labels"
 
 
 def _case(expr: str, mapping: dict[str, str]) -> str:
@@ -67,6 +69,8 @@ class JudgmentsSummary:
     panel_votes: int = 0
     panel_voters: tuple[str, ...] = ()
     scores_only: tuple[str, ...] = ()
+    gold_items: int = 0
+    gold_votes_removed: int = 0
 
 
 def load_questions(con: duckdb.DuckDBPyConnection, path: Path) -> int:
@@ -84,8 +88,11 @@ def load_questions(con: duckdb.DuckDBPyConnection, path: Path) -> int:
     return len(rows)
 
 
-def resolve_label_set(con: duckdb.DuckDBPyConnection, declared: tuple[str, ...] = ()) -> LabelSet:
+def resolve_label_set(con: duckdb.DuckDBPyConnection, declared: tuple[str, ...] = (), scale_ends: tuple[str, ...] = ()) -> LabelSet:
     """Pairwise data → ``A, B, tie``; generic → ``declared`` or the sorted distinct labels.
+
+    ``declared = ("1..8",)`` is an ordinal scale (:func:`judge_assets.core.labels.declared_label_set`;
+    ``scale_ends`` = ``JUDGE_SCALE_ENDS``); the MT-Bench schema is never a scale.
 
     Raises ``ValueError`` naming the batch and row of a generic label outside the class set.
     """
@@ -94,7 +101,7 @@ def resolve_label_set(con: duckdb.DuckDBPyConnection, declared: tuple[str, ...] 
     if has_pairwise:
         labels = PAIRWISE
     elif declared:
-        labels = LabelSet(tuple(declared))
+        labels = declared_label_set(tuple(declared), tuple(scale_ends))
     else:
         found = con.execute(f"SELECT DISTINCT CAST(label AS VARCHAR) FROM {RAW_TABLE} WHERE label IS NOT NULL ORDER BY 1").fetchall()
         labels = LabelSet(tuple(r[0] for r in found))
@@ -140,11 +147,13 @@ def canonical_votes_sql(con: duckdb.DuckDBPyConnection) -> str:
         )
     if "label" in cols:
         category = "CAST(r.category AS VARCHAR)" if "category" in cols else "NULL"
+        # generic rows may name the compared models (model_a/model_b, as recorded): the leaderboard of a pairwise scale
+        models = {m: f"CAST(r.{m} AS VARCHAR)" if m in cols and "winner" not in cols else "NULL::VARCHAR" for m in ("model_a", "model_b")}
         parts.append(
             f"""
             SELECT CAST(r.item_id AS VARCHAR) AS item_id, CAST(r.annotator AS VARCHAR) AS annotator,
                    CAST(r.label AS VARCHAR) AS label, NULL::BIGINT AS question_id, NULL::INTEGER AS turn,
-                   NULL::VARCHAR AS model_a, NULL::VARCHAR AS model_b, {category} AS category,
+                   {models['model_a']} AS model_a, {models['model_b']} AS model_b, {category} AS category,
                    r.batch_id, r.source_row, r.ingested_at, false AS flipped
             FROM {RAW_TABLE} r
             WHERE r.label IS NOT NULL"""
@@ -158,7 +167,10 @@ def canonical_votes_sql(con: duckdb.DuckDBPyConnection) -> str:
 
 
 def build_judgments(
-    con: duckdb.DuckDBPyConnection, llm_annotators: tuple[str, ...], declared_labels: tuple[str, ...] = ()
+    con: duckdb.DuckDBPyConnection, llm_annotators: tuple[str, ...], declared_labels: tuple[str, ...] = (),
+    scale_ends: tuple[str, ...] = (),
+    *,
+    gold_annotators: tuple[str, ...] = (),
 ) -> JudgmentsSummary:
     """(Re)build ``judgments`` and ``label_set`` in one transaction: the canonical raw votes
     (:func:`canonical_votes_sql`, the last vote of an annotator on an item counts) plus, when
@@ -170,16 +182,20 @@ def build_judgments(
     item columns from ``items``) for every row of ``llm_judge_scores`` with ``status = 'ok'``,
     and only for judges every one of whose verdict labels is in the class set; the others stay
     scores (``JudgmentsSummary.scores_only``).
+
+    Gold (:func:`build_gold_labels`, in the same transaction): ``gold_labels`` from the optional
+    ``ground_truth`` column and from the votes of ``gold_annotators``, whose votes leave
+    ``judgments`` (gold is never counted as a vote).
     """
-    labels = resolve_label_set(con, declared_labels)
+    labels = resolve_label_set(con, declared_labels, scale_ends)
     panel = table_exists(con, SCORES_TABLE) and table_exists(con, "items")
     with transaction(con):
         con.execute(
-            "CREATE OR REPLACE TABLE label_set AS SELECT * FROM (VALUES "
-            + ", ".join(f"({quote_literal(label)}, {code})" for label, code in labels.as_rows())
-            + ") AS t(label, code)"
+            "CREATE OR REPLACE TABLE label_set (label VARCHAR, code INTEGER, value DOUBLE, ordinal BOOLEAN, low_favours VARCHAR)"
         )
+        con.executemany("INSERT INTO label_set VALUES (?, ?, ?, ?, ?)", labels.as_table_rows())
         con.execute(f"CREATE OR REPLACE TEMP TABLE all_votes AS {canonical_votes_sql(con)}")
+        gold_items, gold_votes_removed = build_gold_labels(con, gold_annotators)
         panel_sql = f"""
             UNION ALL
             SELECT s.item_id, s.annotator, 'llm', s.verdict, l.code::INTEGER, i.question_id, i.turn, i.model_a, i.model_b,
@@ -196,9 +212,9 @@ def build_judgments(
                        v.question_id, v.turn, v.model_a, v.model_b, v.category,
                        v.batch_id, v.source_row, v.flipped
                 FROM all_votes v JOIN label_set s ON s.label = v.label
-                WHERE v.vote_rank = 1 {panel_sql})
+                WHERE v.vote_rank = 1 AND NOT list_contains(?, v.annotator) {panel_sql})
             ORDER BY item_id, annotator""",
-            [list(llm_annotators)],
+            [list(llm_annotators), list(gold_annotators)],
         )
         n_raw, dropped = con.execute("SELECT count(*), count(*) FILTER (WHERE vote_rank > 1) FROM all_votes").fetchone()
         con.execute("DROP TABLE all_votes")
@@ -219,8 +235,81 @@ def build_judgments(
             ).fetchall()
         )
     return JudgmentsSummary(
-        n_raw, n_votes, n_items, n_annotators, dropped, flipped, ties, labels.labels, panel_votes, tuple(voters), scores_only
+        n_raw, n_votes, n_items, n_annotators, dropped, flipped, ties, labels.labels, panel_votes, tuple(voters), scores_only,
+        gold_items, gold_votes_removed,
     )
+
+
+def build_gold_labels(con: duckdb.DuckDBPyConnection, gold_annotators: tuple[str, ...] = ()) -> tuple[int, int]:
+    """(Re)build ``gold_labels``: one gold label per item that has gold; returns (items with gold,
+    gold annotators' votes, which are not votes).
+
+    Called by :func:`build_judgments` inside its transaction, after ``label_set`` and the temp
+    table ``all_votes`` (:func:`canonical_votes_sql`) exist. Gold comes from
+
+    - the generic schema's optional ``ground_truth`` column (``source = 'column'``; every row of
+      every batch counts, empty = no gold);
+    - the votes of ``gold_annotators`` (``JUDGE_GOLD_ANNOTATORS``; ``source = 'annotator:<name>'``;
+      their canonical last vote on an item, so a pairwise gold vote is flipped like any vote).
+
+    Columns: ``item_id, gold_label, source, batch_id, source_row`` (where the gold was first given:
+    the column before annotators, then batch and row order). Two different gold values for one
+    item, in one batch or across batches and sources, raise :class:`JudgmentInputError` naming
+    both files, rows and columns; a gold label outside the class set raises it naming its row.
+    """
+    cols = set(table_columns(con, RAW_TABLE))
+    parts = []
+    if "ground_truth" in cols and "item_id" in cols:
+        parts.append(
+            f"""SELECT CAST(item_id AS VARCHAR) AS item_id, CAST(ground_truth AS VARCHAR) AS gold_label, 'column' AS source,
+                       batch_id, source_row, source AS file, 'ground_truth' AS column_name, 0 AS priority
+                FROM {RAW_TABLE} WHERE ground_truth IS NOT NULL AND trim(CAST(ground_truth AS VARCHAR)) <> ''"""
+        )
+    parts.append(
+        f"""SELECT v.item_id, v.label AS gold_label, 'annotator:' || v.annotator AS source, v.batch_id, v.source_row,
+                   r.source AS file, CASE WHEN v.question_id IS NULL THEN 'label' ELSE 'winner' END AS column_name, 1 AS priority
+            FROM all_votes v JOIN {RAW_TABLE} r USING (batch_id, source_row)
+            WHERE v.vote_rank = 1 AND list_contains(?, v.annotator)"""
+    )
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE gold_evidence AS SELECT *, row_number() OVER (PARTITION BY item_id "
+        f"ORDER BY priority, batch_id, source_row) AS rank FROM ({' UNION ALL '.join(parts)})",
+        [list(gold_annotators)],
+    )
+    try:
+        outside = con.execute(
+            "SELECT file, source_row, column_name, gold_label FROM gold_evidence "
+            "WHERE gold_label NOT IN (SELECT label FROM label_set) ORDER BY batch_id, source_row LIMIT 1"
+        ).fetchone()
+        if outside:
+            file, row, column, value = outside
+            raise JudgmentInputError(file, f"gold {value!r} is not in the class set {[r[0] for r in con.execute('SELECT label FROM label_set ORDER BY code').fetchall()]}", row=row, column=column)
+        conflict = con.execute(
+            """
+            WITH first AS (SELECT * FROM gold_evidence QUALIFY row_number() OVER (PARTITION BY item_id, gold_label ORDER BY rank) = 1),
+                 ranked AS (SELECT *, row_number() OVER (PARTITION BY item_id ORDER BY rank) AS n FROM first)
+            SELECT a.item_id, a.gold_label, a.file, a.source_row, a.column_name, b.gold_label, b.file, b.source_row, b.column_name
+            FROM ranked a JOIN ranked b ON a.item_id = b.item_id AND a.n = 1 AND b.n = 2
+            ORDER BY b.batch_id, b.source_row LIMIT 1"""
+        ).fetchone()
+        if conflict:
+            item, first_gold, first_file, first_row, first_column, gold, file, row, column = conflict
+            raise JudgmentInputError(
+                file,
+                f"conflicting gold for item {item!r}: {gold!r} here, but {first_gold!r} at {first_file}, row {first_row}, "
+                f"column {first_column!r} (an item has one gold label)",
+                row=row,
+                column=column,
+            )
+        con.execute(
+            f"CREATE OR REPLACE TABLE {GOLD_TABLE} AS SELECT item_id, gold_label, source, batch_id, source_row "
+            "FROM gold_evidence WHERE rank = 1 ORDER BY item_id"
+        )
+        n_gold = con.execute(f"SELECT count(*) FROM {GOLD_TABLE}").fetchone()[0]
+        n_removed = con.execute("SELECT count(*) FROM all_votes WHERE vote_rank = 1 AND list_contains(?, annotator)", [list(gold_annotators)]).fetchone()[0]
+    finally:
+        con.execute("DROP TABLE IF EXISTS gold_evidence")
+    return n_gold, n_removed
 
 
 def build_items(con: duckdb.DuckDBPyConnection, llm_annotators: tuple[str, ...] = DEFAULT_LLM_ANNOTATORS) -> int:
