@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +38,10 @@ def llmbar_natural_dir() -> Path:
     for folder in (here.parents[1] / "data" / "llmbar_natural", here.parents[2].parent / "shared" / "data" / "llmbar_natural"):
         if (folder / "judgments.csv").is_file():
             return folder
-    raise FileNotFoundError(f"LLMBar Natural data not found in {here.parents[1] / 'data'} or {here.parents[2].parent / 'shared' / 'data'}")
+    where = f"LLMBar Natural data not found in {here.parents[1] / 'data'} or {here.parents[2].parent / 'shared' / 'data'}"
+    if os.environ.get("CI"):  # CI always has shared/ beside the clone: missing data is a failure there
+        raise FileNotFoundError(where)
+    pytest.skip(where + " (a clone without the shared data folder beside it)")
 
 
 def load_llmbar() -> tuple[pd.DataFrame, pd.DataFrame]:
