@@ -61,8 +61,9 @@ class FakeSettings:
 
     Endpoint faults: ``api_key`` (every request without ``Bearer <api_key>`` gets OpenAI's 401,
     echoing the key masked); ``served_models`` (``GET /v1/models`` lists them and a chat for
-    another model gets 404; None = any model, no listing); ``chat_status`` / ``chat_message``
-    (every chat completion answers that error, the message followed by the request target);
+    another model gets 404; None = any model, no listing); ``chat_status`` / ``chat_message`` /
+    ``chat_code`` (every chat completion answers that error, the message followed by the request
+    target, with that error ``code`` and ``type``, e.g. OpenAI's ``insufficient_quota``);
     ``max_prompt_words`` / ``context_status`` (longer prompts get a context-length error);
     ``hang_s`` (every request waits this long, or until the server stops, before answering);
     ``batch_api`` (False: no files/batches routes).
@@ -93,6 +94,7 @@ class FakeSettings:
     served_models: tuple[str, ...] | None = None
     chat_status: int | None = None
     chat_message: str = "internal error"
+    chat_code: str | None = None
     max_prompt_words: int | None = None
     context_status: int = 400
     hang_s: float = 0.0
@@ -342,7 +344,8 @@ class FakeOpenAI:
             message = f"The model `{body['model']}` does not exist or you do not have access to it."
             return self._send(handler, 404, {"error": {"message": message, "type": "invalid_request_error", "code": "model_not_found"}})
         if s.chat_status is not None:
-            return self._send(handler, s.chat_status, {"error": {"message": f"{s.chat_message} (POST {handler.path})"}})
+            error = {"message": f"{s.chat_message} (POST {handler.path})", **({"code": s.chat_code, "type": s.chat_code} if s.chat_code else {})}
+            return self._send(handler, s.chat_status, {"error": error})
         words = sum(len(m["content"].split()) for m in body["messages"])
         if s.max_prompt_words is not None and words > s.max_prompt_words:
             message = CONTEXT_MESSAGE.format(limit=s.max_prompt_words, n=words)

@@ -449,6 +449,18 @@ def test_auth_failures_on_every_chat_call_trip_the_breaker(fake_openai, tmp_path
     assert not rows["status"].eq("ok").any() and set(rows["error"]) <= {"auth_error"}
 
 
+def test_an_exhausted_quota_trips_the_breaker_instead_of_retrying_like_a_rate_limit(fake_openai, tmp_path):
+    s = fake_openai.settings
+    s.chat_status, s.chat_code = 429, "insufficient_quota"
+    s.chat_message = "You exceeded your current quota, please check your plan and billing details."
+    db, items = tmp_path / "j.duckdb", make_items(50)
+    started = time.monotonic()
+    error = fails(db, items, config(fake_openai, concurrency=2))
+    assert time.monotonic() - started < 5 and fake_openai.count("chat") <= THRESHOLD + 2 - 1  # no backoff, no retries
+    assert error.reason == "quota_exceeded" and "exceeded your current quota" in str(error) and "add credit" in str(error)
+    assert set(cache(db)["error"]) <= {"quota_exceeded"}
+
+
 def test_unknown_model_is_refused_from_the_servers_listing(fake_openai, tmp_path):
     fake_openai.settings.served_models = ("llama-3-8b", "qwen2-7b")
     error = fails(tmp_path / "j.duckdb", make_items(5), config(fake_openai))
@@ -515,16 +527,27 @@ def test_http_500_on_every_call_stops_after_retries(fake_openai, tmp_path):
 def test_invalid_logprobs_are_never_cached_ok(fake_openai, tmp_path, fault, shown):
     s = fake_openai.settings
     s.faults, s.fault_rate, s.fault_attempts = (fault,), 1.0, 1  # every prompt's first answer is spoilt
-    db, items = tmp_path / "j.duckdb", make_items(4)
+    db, items = tmp_path / "j.duckdb", make_items(2)  # 4 answers: below the breaker's threshold
     scores, stats = score_items(db, items, config(fake_openai))
-    assert fake_openai.count("chat") == 8 and stats.failures == {"invalid_logprobs": 8}
+    assert fake_openai.count("chat") == 4 and stats.failures == {"invalid_logprobs": 4}
     assert (scores["status"] == "error:invalid_logprobs").all() and scores["p_a"].isna().all()
     rows = cache(db)
     assert set(rows["status"]) == {"error"} and rows["error_detail"].str.contains(f"logprob {shown} for").all()
 
     fake_openai.reset_counts()
     scores, _ = score_items(db, items, config(fake_openai))
-    assert fake_openai.count("chat") == 8 and (scores["status"] == "ok").all()
+    assert fake_openai.count("chat") == 4 and (scores["status"] == "ok").all()
+
+
+@pytest.mark.parametrize("fault, reason", [("nan_logprobs", "invalid_logprobs"), ("malformed", "malformed_response")])
+def test_a_server_whose_every_answer_is_unusable_trips_the_breaker(fake_openai, tmp_path, fault, reason):
+    s = fake_openai.settings
+    s.faults, s.fault_rate = (fault,), 1.0
+    db = tmp_path / "j.duckdb"
+    error = fails(db, make_items(50), config(fake_openai, concurrency=2))
+    assert fake_openai.count("chat") <= THRESHOLD + 2 - 1  # not all 100 requests
+    assert error.reason == reason and fake_openai.base_url.split("/")[2] in str(error) and "logprobs" in str(error)
+    assert not cache(db)["status"].eq("ok").any()
 
 
 @pytest.mark.parametrize("status", [400, 500])

@@ -28,7 +28,7 @@ import openai
 
 from .cache import CacheWriter
 from .config import JudgeConfig
-from .faults import Breaker, EndpointError, redact, status_failure, with_retries
+from .faults import Breaker, EndpointError, error_code, redact, status_failure, with_retries
 from .protocol import MalformedResponse, Request, Result, parse_completion
 from .stats import ScoringStats
 
@@ -87,7 +87,7 @@ def parse_batch_line(line: Mapping, config: JudgeConfig) -> Result:
         message = str(error.get("message", ""))
         if not status_code:
             return Result(reason="batch_request_failed", detail=redact(f"batch line error: {message}", config.secrets))
-        failure = status_failure(status_code, message, config.secrets)
+        failure = status_failure(status_code, message, config.secrets, code=error_code(error))
         return Result(reason=failure.reason, detail=failure.detail, permanent=failure.permanent)
     try:
         return parse_completion(response.get("body") or {})

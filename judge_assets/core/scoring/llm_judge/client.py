@@ -19,7 +19,7 @@ import openai
 
 from .cache import CacheWriter
 from .config import JudgeConfig
-from .faults import Breaker, EndpointError, classify, redact, with_retries
+from .faults import Breaker, EndpointError, Failure, classify, redact, with_retries
 from .protocol import Request, Result, parse_completion
 from .stats import ScoringStats
 
@@ -79,6 +79,11 @@ async def check_model(client: openai.AsyncOpenAI, config: JudgeConfig, breaker: 
         )
 
 
+def unusable_answer(result: Result) -> Failure | None:
+    """The failure a parsed answer stands for when the judge cannot use it (``invalid_logprobs``): a strike."""
+    return Failure(result.reason, result.detail or "", False) if result.reason else None
+
+
 async def score_online(
     client: openai.AsyncOpenAI,
     requests: list[Request],
@@ -107,11 +112,11 @@ async def score_online(
                 body = await client.post("/chat/completions", cast_to=dict, body=request.body)
                 return parse_completion(body)
 
-            result, attempts, failure = await with_retries(call, config, breaker, count_call)
-            if failure is None:
-                breaker.accepts = True
-            else:  # a rejection is final only once the endpoint has shown it takes our requests
+            result, attempts, failure = await with_retries(call, config, breaker, count_call, unusable_answer)
+            if failure is not None:  # a rejection is final only once the endpoint has shown it takes our requests
                 result = Result(reason=failure.reason, detail=failure.detail, permanent=failure.permanent and breaker.accepts)
+            elif not result.reason:  # a usable answer
+                breaker.accepts = True
             result.attempts = attempts
             result.latency_s = time.monotonic() - started
         writer.add(request, result)

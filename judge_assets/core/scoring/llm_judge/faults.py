@@ -3,9 +3,10 @@
 Every failed call becomes a :class:`Failure` with a short ``reason`` (stored in
 ``llm_score_cache.error``) and a ``detail`` (the server's own message, secrets redacted):
 
-- endpoint faults — ``auth_error`` (401/403), ``not_found`` (404), ``http_<code>`` (other 4xx
-  except 400/408/413/422/429), ``connection_error``, ``timeout``: they say the endpoint or its
-  configuration is wrong, not the request. Connection errors and timeouts are retried.
+- endpoint faults — ``auth_error`` (401/403), ``not_found`` (404), ``quota_exceeded`` (a 429
+  whose error code is OpenAI's ``insufficient_quota``: billing, not a rate), ``http_<code>``
+  (other 4xx except 400/408/413/422/429), ``connection_error``, ``timeout``: they say the endpoint
+  or its configuration is wrong, not the request. Connection errors and timeouts are retried.
 - permanent rejections of one request — ``context_overflow`` (400/413/422, or 5xx whose message
   speaks of the context length) and ``invalid_request`` (other 400/422): never retried; stored as
   ``rejected`` and reused until the request (its cache key) changes.
@@ -16,8 +17,10 @@ Every failed call becomes a :class:`Failure` with a short ``reason`` (stored in
 
 :class:`Breaker` counts endpoint faults in a row (each failed attempt; a request that still
 fails with ``server_error`` after all its attempts; a permanent rejection while the endpoint has
-not yet answered any request of ours) and, at ``JudgeConfig.breaker_threshold``, raises
-:class:`EndpointError`: the remaining requests are never sent.
+not yet answered any request of ours; an answer the judge cannot use — ``malformed_response``,
+``invalid_logprobs`` — since a server that gives only those is as broken as one that refuses)
+and, at ``JudgeConfig.breaker_threshold``, raises :class:`EndpointError`: the remaining requests
+are never sent. A usable answer resets the count.
 """
 
 from __future__ import annotations
@@ -53,12 +56,15 @@ LIBRARY_LOGGERS = ("openai", "httpx", "httpcore")
 
 HINTS = {
     "auth_error": "the endpoint refused the API key; check JUDGE_LLM_API_KEY (or OPENAI_API_KEY) and its access to the model",
+    "quota_exceeded": "the account of the API key has no quota left; add credit or raise its limit (or use another key), then run again",
     "not_found": "check JUDGE_LLM_BASE_URL (OpenAI-compatible servers usually end in /v1) and JUDGE_LLM_MODEL",
     "connection_error": "cannot connect; is the server running, and is JUDGE_LLM_BASE_URL right?",
     "timeout": "no answer in time; check the server, or raise JUDGE_LLM_TIMEOUT / lower JUDGE_LLM_CONCURRENCY",
     "server_error": "the server fails every request even after retries; check its logs",
     "context_overflow": "no request fits the model's context; use a model with a longer context",
     "invalid_request": "the endpoint rejects every request; check that it serves logprobs/top_logprobs for this model",
+    "malformed_response": "the endpoint answers without first-token top_logprobs; check that it serves logprobs for this model",
+    "invalid_logprobs": "the endpoint answers with logprobs that are not log-probabilities (NaN, infinite or > 0); check the server and model",
 }
 
 
@@ -164,10 +170,27 @@ def server_message(body: Any, fallback: str) -> str:
     return fallback
 
 
-def status_failure(status: int, message: str, secrets: Sequence[str], retry_after: float | None = None) -> Failure:
-    """The failure for an HTTP error ``status`` whose server message is ``message``."""
+def error_code(body: Any) -> str | None:
+    """The machine-readable code of an error body (``{"error": {"code": ...}}``, else its ``type``), if any."""
+    error = body.get("error", body) if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return None
+    code = error.get("code") or error.get("type")
+    return code if isinstance(code, str) else None
+
+
+#: Error codes of a 429 that no retry cures.
+QUOTA_CODES = ("insufficient_quota",)
+
+
+def status_failure(
+    status: int, message: str, secrets: Sequence[str], retry_after: float | None = None, code: str | None = None
+) -> Failure:
+    """The failure for an HTTP error ``status`` whose server message is ``message`` (error ``code``, if any)."""
     detail = redact(f"HTTP {status}: {message}", secrets)
     overflow = bool(CONTEXT_OVERFLOW.search(message))
+    if status == 429 and code in QUOTA_CODES:
+        return Failure("quota_exceeded", detail, False, None, status, endpoint_fault=True)
     if status == 429:
         return Failure("rate_limited", detail, True, retry_after, status)
     if status >= 500 or status == 408:
@@ -200,7 +223,7 @@ def classify(exc: BaseException, config: JudgeConfig) -> Failure | None:
         return Failure("connection_error", detail, True, endpoint_fault=True)
     if isinstance(exc, openai.APIStatusError):
         message = server_message(exc.body, str(exc.message))
-        return status_failure(exc.status_code, message, secrets, retry_after_s(exc.response.headers))
+        return status_failure(exc.status_code, message, secrets, retry_after_s(exc.response.headers), error_code(exc.body))
     if isinstance(exc, (MalformedResponse, openai.APIResponseValidationError, json.JSONDecodeError)):
         return Failure("malformed_response", redact(str(exc), secrets), False)
     return None
@@ -241,9 +264,17 @@ class Breaker:
             raise self.error
 
 
-async def with_retries(call: Callable[[], Any], config: JudgeConfig, breaker: Breaker, on_attempt: Callable[[], None]):
+async def with_retries(
+    call: Callable[[], Any],
+    config: JudgeConfig,
+    breaker: Breaker,
+    on_attempt: Callable[[], None],
+    unusable: Callable[[Any], Failure | None] = lambda value: None,
+):
     """Await ``call()`` up to ``max_attempts`` times while ``breaker`` allows it; returns
-    ``(value, attempts, failure)``. Raises :class:`EndpointError` when the breaker trips."""
+    ``(value, attempts, failure)``. Raises :class:`EndpointError` when the breaker trips.
+    ``unusable(value)``: the failure a returned value stands for (it is returned as it is, not
+    retried, and counts as a strike), else None."""
     attempt = 0
     while True:
         breaker.check()
@@ -256,9 +287,13 @@ async def with_retries(call: Callable[[], Any], config: JudgeConfig, breaker: Br
             if failure is None:
                 raise
         else:
-            breaker.success()
+            spoilt = unusable(value)
+            if spoilt is None:
+                breaker.success()
+            else:
+                breaker.strike(spoilt)
             return value, attempt, None
-        if failure.endpoint_fault or (failure.permanent and not breaker.accepts):
+        if failure.endpoint_fault or failure.reason == "malformed_response" or (failure.permanent and not breaker.accepts):
             breaker.strike(failure)
         if failure.retryable and attempt < config.max_attempts:
             if failure.retry_after is not None:
