@@ -6,7 +6,6 @@ the same instance (``DAGSTER_HOME``), so their runs show up there.
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import socket
@@ -50,54 +49,43 @@ def add_partitions(batch_ids: list[str]) -> None:
         instance.add_dynamic_partitions(annotation_batches.name, new)
 
 
-def _cli_logger():
-    """A Dagster logger printing one line per asset message and step outcome (no run ids)."""
-    import dagster as dg
+class EventPrinter:
+    """Prints a run's events as the CLI's lines: one per asset message and step outcome (no run ids).
 
-    check_steps: set[str] = set()
+    Subscribed to the run with ``instance.add_event_listener``, so it sees exactly what the event
+    log (and the UI) records, and adds nothing to the run's config."""
 
-    class StepFormatter(logging.Formatter):
-        def format(self, record: logging.LogRecord) -> str:
-            meta = record.__dict__.get("dagster_meta") or {}
-            event = meta.get("dagster_event")
-            step = meta.get("step_key") or ""
-            if event is not None:
-                kind = event.event_type_value
-                if kind == "STEP_FAILURE":
-                    error = event.step_failure_data.error
-                    while error is not None and error.cause is not None and "Error occurred while" in error.message:
-                        error = error.cause
-                    detail = error.message.strip() if error is not None else meta.get("orig_message")
-                    user = event.step_failure_data.user_failure_data
-                    if user is not None and user.description:  # a dg.Failure: its one line, not the class name
-                        detail = user.description
-                    if error is not None and error.cls_name == INTERRUPTED_ERROR:
-                        detail = "interrupted"
-                    return f"  ✗ {step}: {detail}"
-                if kind == "ASSET_CHECK_EVALUATION":
-                    check_steps.add(step)  # its own success line would repeat the check's line
-                    data = event.event_specific_data
-                    mark = "✓" if data.passed else ("✗" if data.severity.value == "ERROR" else "!")
-                    return f"    {mark} check {data.check_name} on {data.asset_key.to_user_string()}"
-                return f"  ✓ {step}" if kind == "STEP_SUCCESS" and step not in check_steps else ""
-            return f"    {step}: {meta.get('orig_message', record.getMessage())}"
+    def __init__(self, out=None):
+        self.out = out or sys.stdout
+        self.check_steps: set[str] = set()  # steps whose check line stands for their success line
 
-    class SkipEmpty(logging.Filter):
-        def filter(self, record: logging.LogRecord) -> bool:
-            return bool(StepFormatter().format(record))
+    def __call__(self, entry) -> None:
+        line = self.line(entry)
+        if line:
+            print(line, file=self.out, flush=True)
 
-    @dg.logger
-    def cli(_init_context):
-        logger = logging.getLogger("judge_assets.cli.run")
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(StepFormatter())
-        handler.addFilter(SkipEmpty())
-        logger.handlers = [handler]
-        logger.setLevel(logging.DEBUG)
-        logger.propagate = False
-        return logger
-
-    return cli
+    def line(self, entry) -> str:
+        event, step = entry.dagster_event, entry.step_key or ""
+        if event is None:
+            return f"    {step}: {entry.user_message}" if step else ""
+        kind = event.event_type_value
+        if kind == "STEP_FAILURE":
+            error = event.step_failure_data.error
+            while error is not None and error.cause is not None and "Error occurred while" in error.message:
+                error = error.cause
+            detail = error.message.strip() if error is not None else entry.user_message
+            user = event.step_failure_data.user_failure_data
+            if user is not None and user.description:  # a dg.Failure: its one line, not the class name
+                detail = user.description
+            if error is not None and error.cls_name == INTERRUPTED_ERROR:
+                detail = "interrupted"
+            return f"  ✗ {step}: {detail}"
+        if kind == "ASSET_CHECK_EVALUATION":
+            self.check_steps.add(step)
+            data = event.event_specific_data
+            mark = "✓" if data.passed else ("✗" if data.severity.value == "ERROR" else "!")
+            return f"    {mark} check {data.check_name} on {data.asset_key.to_user_string()}"
+        return f"  ✓ {step}" if kind == "STEP_SUCCESS" and step not in self.check_steps else ""
 
 
 def register_source_batches() -> list[str]:
@@ -123,6 +111,13 @@ PROCESS_TAG = "judge_assets/process"
 #: Jobs of the code location the CLI runs (``judge_assets.defs.automation``; re-executable from the UI).
 BATCH_JOB = "load_annotation_batch"
 REBUILD_JOB = "rebuild"
+#: The code location the web UI loads (``workspace.yaml``'s ``location_name``, pyproject's
+#: ``[tool.dagster]``): CLI runs carry its origin, through which the UI re-executes them.
+LOCATION_NAME = "judge_assets"
+DEFINITIONS_MODULE = "judge_assets.definitions"
+#: The config of CLI runs: the CLI prints their events itself (:class:`EventPrinter`), so Dagster's
+#: console logger only shows what is critical. A re-execution from the UI inherits it, valid there.
+RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 #: seconds between two looks at a busy DuckDB write slot
 SLOT_POLL_S = 2.0
 #: the error class of a step stopped by Ctrl-C / SIGTERM
@@ -259,6 +254,36 @@ class RunOutcome:
         return f"{what}; {rebuilt}, the others keep what they held before (every write is one transaction): {todo}."
 
 
+def code_location_job(job_name: str):
+    """``(reconstructable job, remote origin)`` of ``job_name`` in the code location the UI loads."""
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
+    from dagster._core.definitions.repository_definition.valid_definitions import SINGLETON_REPOSITORY_NAME
+    from dagster._core.remote_origin import RemoteRepositoryOrigin
+    from dagster._core.workspace.load import location_origin_from_module_name
+
+    root = str(PACKAGE_DIR.parent)
+    location = location_origin_from_module_name(DEFINITIONS_MODULE, None, root, location_name=LOCATION_NAME)
+    job = ReconstructableRepository.for_module(DEFINITIONS_MODULE, "defs", root).get_reconstructable_job(job_name)
+    return job, RemoteRepositoryOrigin(location, SINGLETON_REPOSITORY_NAME).get_job_origin(job_name)
+
+
+def execute_job_run(instance, job_name: str, *, tags: dict[str, str], partition_key: str | None = None, asset_selection=None):
+    """Run ``job_name`` of the code location in this process, as a run the UI lists under that job
+    and can re-execute (it carries the location's origin), printing its events (:class:`EventPrinter`)."""
+    from dagster._core.execution.api import execute_run
+
+    job, origin = code_location_job(job_name)
+    job_def = job.get_definition()
+    if partition_key is not None:
+        tags = {**tags, **job_def.get_tags_for_partition_key(partition_key, selected_asset_keys=None)}
+    run = instance.create_run_for_job(
+        job_def=job_def, run_config=RUN_CONFIG, tags=tags, asset_selection=set(asset_selection) if asset_selection else None,
+        remote_job_origin=origin, job_code_origin=job.get_python_origin(),
+    )
+    instance.add_event_listener(run.run_id, EventPrinter())
+    return execute_run(job, run, instance)
+
+
 def materialize(select: str | None = None, partitions: list[str] | None = None) -> RunOutcome:
     """Materialize the selected assets: each batch partition of ``raw_judgments``, then the rest.
 
@@ -281,30 +306,18 @@ def materialize(select: str | None = None, partitions: list[str] | None = None) 
     if not chosen:
         raise UsageError(f"--select {select!r} matches no asset; `judge-assets sql --list` shows the tables")
     raw_key = dg.AssetKey("raw_judgments")
-    run_defs = dg.Definitions(
-        assets=list(defs.assets or []),
-        asset_checks=list(defs.asset_checks or []),
-        jobs=list(defs.jobs or []),
-        resources=defs.resources,
-        loggers={"cli": _cli_logger()},
-        executor=dg.in_process_executor,
-    )
     instance = dg.DagsterInstance.get()
     for line in recover_interrupted_runs(instance):
         print(line, flush=True)
     token = _process_token(os.getpid())
     tags = {PROCESS_TAG: token} if token else {}
-    run_config = {"loggers": {"cli": {}}}
     outcome = RunOutcome()
     if raw_key in chosen:
-        job = run_defs.resolve_job_def(BATCH_JOB)
         for batch_id in tqdm(partitions or [], desc="annotation batches", unit="batch", file=sys.stdout, disable=None):
             wait_for_write_slot(instance)
-            outcome.add(job.execute_in_process(instance=instance, partition_key=batch_id, run_config=run_config, tags=tags, raise_on_error=False))
+            outcome.add(execute_job_run(instance, BATCH_JOB, tags=tags, partition_key=batch_id))
     rest = chosen - {raw_key}
     if outcome.ok and rest:
         wait_for_write_slot(instance)
-        outcome.add(run_defs.resolve_job_def(REBUILD_JOB).execute_in_process(
-            instance=instance, run_config=run_config, tags=tags, asset_selection=sorted(rest), raise_on_error=False
-        ))
+        outcome.add(execute_job_run(instance, REBUILD_JOB, tags=tags, asset_selection=rest))
     return outcome

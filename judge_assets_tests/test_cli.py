@@ -28,7 +28,7 @@ def built(tmp_path_factory):
     env = _env(folder)
     result = subprocess.run(CLI + ["run"], env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return folder, env, result.stdout
+    return folder, env, result.stdout + result.stderr
 
 
 def test_run_materializes_the_graph_and_prints_a_summary(built):
@@ -36,6 +36,7 @@ def test_run_materializes_the_graph_and_prints_a_summary(built):
     assert "source: bundled:mt_bench → 2 annotation batch(es): mt_bench-human, mt_bench-gpt4_pair" in out
     assert "2,400 items (1,814 judged by humans), 66 annotators (65 human)" in out
     assert "majority-vote labels:" in out and "judge-assets sql" in out and "make ui" in out
+    assert "  ✓ consensus" in out and "- dagster - " not in out  # the CLI's lines, not Dagster's console log
     con = duckdb.connect(str(folder / "judge.duckdb"), read_only=True)
     assert con.execute("SELECT count(*) FROM raw_judgments").fetchone()[0] == 5755
     assert con.execute("SELECT count(*) FROM majority_vote_labels").fetchone()[0] == 2400
@@ -61,14 +62,26 @@ def test_run_materializes_the_graph_and_prints_a_summary(built):
 
 
 def test_runs_are_recorded_in_the_project_dagster_instance(built):
+    """CLI runs are runs of the code location's jobs, with its origin: the UI lists them under those
+    jobs and re-executes them (test_ui.py does), with a run config that job accepts."""
     folder, env, _ = built
     code = (
-        "import dagster as dg; i = dg.DagsterInstance.get(); "
+        "import dagster as dg; from judge_assets.definitions import defs; i = dg.DagsterInstance.get(); "
         "print(sorted(i.get_dynamic_partitions('annotation_batches'))); "
-        "print(i.get_latest_materialization_event(dg.AssetKey('majority_vote_labels')) is not None)"
+        "print(i.get_latest_materialization_event(dg.AssetKey('majority_vote_labels')) is not None); "
+        "runs = i.get_runs(); "
+        "print(sorted({(r.job_name, r.remote_job_origin.location_name, r.remote_job_origin.repository_origin.repository_name) for r in runs})); "
+        "[dg.validate_run_config(defs.get_job_def(r.job_name), r.run_config) for r in runs]; "
+        "print(sorted(r.tags.get('dagster/partition', '-') for r in runs))"
     )
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120).stdout
-    assert out.split("\n")[:2] == ["['mt_bench-gpt4_pair', 'mt_bench-human']", "True"]
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split("\n")[:4] == [
+        "['mt_bench-gpt4_pair', 'mt_bench-human']",
+        "True",
+        "[('load_annotation_batch', 'judge_assets', '__repository__'), ('rebuild', 'judge_assets', '__repository__')]",
+        "['-', 'mt_bench-gpt4_pair', 'mt_bench-human']",
+    ]
 
 
 def test_sql_answers_read_only(built):

@@ -67,3 +67,31 @@ def test_checks_and_resources():
     assert {"model_probs_are_probabilities", "llm_judge_scores_valid", "consensus_labels_valid", "consensus_label_coverage"} <= checks
     assert {"duckdb", "pipeline", "llm_judge"} <= set(defs.resources)
     defs.resolve_implicit_global_asset_job_def()  # every asset resolves into one job
+
+
+def test_cli_runs_name_the_code_location_the_ui_loads():
+    """The UI re-executes a run through the location its origin names: the CLI's origin must be workspace.yaml's."""
+    import tomllib
+
+    from dagster._core.workspace.load import location_origins_from_yaml_paths
+
+    from judge_assets.config import PACKAGE_DIR
+    from judge_assets.runner import BATCH_JOB, DEFINITIONS_MODULE, LOCATION_NAME, REBUILD_JOB, code_location_job
+
+    [workspace] = location_origins_from_yaml_paths([str(PACKAGE_DIR.parent / "workspace.yaml")])
+    assert (workspace.location_name, workspace.loadable_target_origin.module_name) == (LOCATION_NAME, DEFINITIONS_MODULE)
+    tool = tomllib.loads((PACKAGE_DIR.parent / "pyproject.toml").read_text())["tool"]["dagster"]
+    assert (tool["code_location_name"], tool["module_name"]) == (LOCATION_NAME, DEFINITIONS_MODULE)
+    for name in (BATCH_JOB, REBUILD_JOB):
+        job, origin = code_location_job(name)
+        assert (origin.location_name, origin.job_name) == (LOCATION_NAME, name)
+        assert job.get_definition().name == name
+
+
+def test_every_step_that_opens_the_database_waits_in_the_duckdb_pool():
+    """DuckDB admits one process per file while one writes: a check of one run must not meet another run's writer."""
+    from judge_assets.defs.resources import DB_POOL
+
+    steps = [d for d in [*defs.assets, *defs.asset_checks] if isinstance(d, dg.AssetsDefinition)]  # checks are AssetsDefinitions too
+    assert len(defs.asset_checks) >= 11
+    assert {d.node_def.name: d.node_def.pool for d in steps if d.node_def.pool != DB_POOL} == {}

@@ -7,6 +7,7 @@ questions 81-100 in two files, i.e. two annotation batches. The tests, in order:
 - the server listens on the loopback address only, telemetry off, no deprecation warning printed;
 - **Materialize all** (what the dialog sends after *All*): one backfill, one run loading both
   batches, then the rest of the graph; the tables hold every vote and item;
+- a run of ``judge-assets run`` is listed under the code location's job and *Re-execute* runs it again;
 - a partition added by hand (*Add a partition*) fails its run with one line and no KeyError, and
   *Delete partitions* removes it;
 - a bad file in the inbox, with the inbox sensor on: the tick's skip reason names it, it is in
@@ -80,6 +81,7 @@ class UI:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("JUDGE_", "DAGSTER_", "OPENAI_"))}
         env.update(JUDGE_DB=str(self.db), DAGSTER_HOME=str(self.home), JUDGE_INBOX_DIR=str(self.inbox),
                    JUDGE_SOURCE=str(source), DAGSTER_DISABLE_TELEMETRY="1", GX_ANALYTICS_ENABLED="false")
+        self.env = env
         self.log_path = state / "ui.log"
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
@@ -220,6 +222,36 @@ def test_materialize_all_builds_the_whole_graph_over_every_batch_in_one_backfill
     finally:
         con.close()
     assert counts == {"raw_judgments": len(votes), "judgments": len(votes), "consensus_labels": len(items)}
+
+
+CLI_RUNS = """{ runsOrError(filter: {pipelineName: "rebuild"}, limit: 10) { ... on Runs { results {
+  runId status pipelineName assetSelection { path } repositoryOrigin { repositoryLocationName repositoryName } tags { key value } } } } }"""
+
+#: What the run page's *Re-execute all* button sends.
+REEXECUTE = """mutation($p: ReexecutionParams!) { launchPipelineReexecution(reexecutionParams: $p) {
+  __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message }
+  ... on RunConfigValidationInvalid { errors { message } } } }"""
+
+
+@pytest.mark.timeout(420)
+def test_a_cli_run_is_listed_under_its_job_and_re_executes_from_the_ui(ui):
+    done = subprocess.run([sys.executable, "-m", "judge_assets.cli", "run", "--select", "key:majority_vote_labels"],
+                          env=ui.env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    cli_runs = [r for r in ui.gql(CLI_RUNS)["runsOrError"]["results"] if any(t["key"] == "judge_assets/process" for t in r["tags"])]
+    assert cli_runs, "the CLI run is not listed under the job rebuild"
+    cli_run = cli_runs[0]
+    assert cli_run["status"] == "SUCCESS" and cli_run["assetSelection"] == [{"path": ["majority_vote_labels"]}]
+    assert cli_run["repositoryOrigin"] == {"repositoryLocationName": "judge_assets", "repositoryName": "__repository__"}
+
+    launched = ui.gql(REEXECUTE, {"p": {"parentRunId": cli_run["runId"], "strategy": "ALL_STEPS"}})["launchPipelineReexecution"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    run_id = launched["run"]["runId"]
+    run = wait_for(lambda: (r := ui.gql(RUN_FAILURE, {"id": run_id})["runOrError"])["status"] in ("SUCCESS", "FAILURE") and r,
+                   300, f"re-executed run {run_id}")
+    assert run["status"] == "SUCCESS", run
+    [again] = [r for r in ui.gql(CLI_RUNS)["runsOrError"]["results"] if r["runId"] == run_id]
+    assert again["pipelineName"] == "rebuild" and again["assetSelection"] == [{"path": ["majority_vote_labels"]}]
 
 
 @pytest.mark.timeout(300)

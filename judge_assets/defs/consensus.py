@@ -28,7 +28,7 @@ from judge_assets.core.validation import (
 )
 from judge_assets.defs.metadata import asset_check_result, frame_markdown, number, plot_metadata, table_metadata
 from judge_assets.defs.resources import JudgeDuckDBResource, LLMJudgeResource, PipelineResource
-from judge_assets.defs.tables import table_asset, tables_asset
+from judge_assets.defs.tables import table_asset, table_check, tables_asset
 
 GROUP = "consensus"
 
@@ -201,7 +201,7 @@ def consensus(context: dg.AssetExecutionContext, config: ConsensusConfig, duckdb
             yield dg.MaterializeResult(asset_key=name, metadata={**table_metadata(con, name), **extra.get(name, {})})
 
 
-@dg.asset_check(
+@table_check(
     asset="consensus_labels",
     blocking=False,
     description="Every item has ≥1 label, a consensus label and a model prior; every annotator has ≥1 label "
@@ -221,7 +221,7 @@ def consensus_label_coverage(duckdb: JudgeDuckDBResource) -> dg.AssetCheckResult
     return asset_check_result(validate_label_coverage(item_labels, annotator_labels, consensus, probs), dg.AssetCheckSeverity.WARN)
 
 
-@dg.asset_check(
+@table_check(
     asset="consensus_labels",
     blocking=True,
     description="Consensus, majority and Dawid-Skene labels are in the class set; quality and agreement in [0, 1].",
@@ -239,7 +239,7 @@ def consensus_labels_valid(duckdb: JudgeDuckDBResource) -> dg.AssetCheckResult:
     return asset_check_result(result)
 
 
-@dg.asset_check(
+@table_check(
     asset="annotator_stats",
     description="Annotator quality and agreement in [0, 1] (NULL for annotators sharing no item), worst class in the class set.",
 )

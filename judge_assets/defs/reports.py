@@ -17,7 +17,7 @@ from judge_assets.defs.automation import EVALUATION_TAGS, evaluation_cadence, ro
 from judge_assets.defs.consensus import read_gold
 from judge_assets.defs.metadata import frame_markdown, number, plot_metadata, table_metadata
 from judge_assets.defs.resources import JudgeDuckDBResource
-from judge_assets.defs.tables import table_asset
+from judge_assets.defs.tables import table_asset, table_check
 
 GROUP = "reports"
 
@@ -217,7 +217,7 @@ def ground_truth_accuracy(context: dg.AssetExecutionContext, config: GroundTruth
     return dg.MaterializeResult(metadata=metadata)
 
 
-@dg.asset_check(
+@table_check(
     asset="ground_truth_accuracy",
     blocking=False,
     description="On gold, no consensus method scores below majority vote or below chance (1/K), overall or in a "

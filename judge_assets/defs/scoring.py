@@ -22,7 +22,7 @@ from judge_assets.core.validation import validate_llm_scores, validate_probabili
 from judge_assets.core.votes.judgments import ITEM_COLUMNS
 from judge_assets.defs.metadata import asset_check_result, frame_markdown, table_metadata
 from judge_assets.defs.resources import JudgeDuckDBResource, LLMJudgeResource
-from judge_assets.defs.tables import table_asset, tables_asset
+from judge_assets.defs.tables import table_asset, table_check, tables_asset
 
 GROUP = "scoring"
 
@@ -143,7 +143,7 @@ def _dtype(column: str) -> str:
     return "object" if column in text else "float64"
 
 
-@dg.asset_check(
+@table_check(
     asset="llm_judge_scores",
     blocking=True,
     description="GX, per judge and model: every item has a row; scored pairwise rows' P(A), P(B), P(tie) sum to 1 ± 1e-6, "
@@ -224,7 +224,7 @@ def model_probs(context: dg.AssetExecutionContext, duckdb: JudgeDuckDBResource, 
         )
 
 
-@dg.asset_check(asset="model_probs", blocking=True, description="model_probs rows sum to 1 ± 1e-6, every probability in [0, 1].")
+@table_check(asset="model_probs", blocking=True, description="model_probs rows sum to 1 ± 1e-6, every probability in [0, 1].")
 def model_probs_are_probabilities(duckdb: JudgeDuckDBResource) -> dg.AssetCheckResult:
     with duckdb.get_connection() as con:
         classes = stored_label_set(con).labels

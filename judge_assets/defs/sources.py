@@ -40,8 +40,8 @@ from judge_assets.core.sources.batches import (
 from judge_assets.core.sources.gate import REJECTED_DIR, REJECTED_TABLE, Rejection, admit_files, batches_dir, unresolved_rejections
 from judge_assets.core.votes.judgments import QUESTIONS_TABLE, load_questions
 from judge_assets.defs.metadata import column_schema, frame_markdown, markdown_text, table_metadata
-from judge_assets.defs.resources import DB_POOL, JudgeDuckDBResource
-from judge_assets.defs.tables import table_asset
+from judge_assets.defs.resources import JudgeDuckDBResource
+from judge_assets.defs.tables import table_asset, table_check
 
 GROUP = "sources"
 
@@ -174,11 +174,10 @@ def rejections_metadata(rejections: list[Rejection]) -> dict[str, dg.MetadataVal
     return {"unresolved": dg.MetadataValue.int(len(rejections)), "rejected_files": dg.MetadataValue.md(listing or "none")}
 
 
-@dg.asset_check(
+@table_check(
     asset=raw_judgments,
     name=REJECTIONS_CHECK,
     blocking=False,
-    pool=DB_POOL,
     description=f"Fails while an annotation file refused by the ingest gate waits in the inbox's {REJECTED_DIR}/ folder and "
     f"no file of its name has passed the gate since (table {REJECTED_TABLE}); lists each with its reason.",
 )

@@ -27,7 +27,7 @@ from judge_assets.core.sql.models import (
 )
 from judge_assets.defs.metadata import frame_markdown, table_metadata
 from judge_assets.defs.resources import JudgeDuckDBResource
-from judge_assets.defs.tables import table_asset
+from judge_assets.defs.tables import table_asset, table_check
 
 #: The shipped models: package ``judge_assets.dbt_like_sql``, i.e. the repository's ``dbt_like_sql/``.
 SQL_MODELS_DIR = Path(files("judge_assets.dbt_like_sql"))
@@ -62,7 +62,7 @@ def _model_asset(model: SqlModel) -> dg.AssetsDefinition:
 def _grain_check(model: SqlModel) -> dg.AssetChecksDefinition:
     grain = ", ".join(model.grain)
 
-    @dg.asset_check(
+    @table_check(
         asset=model.name,
         name=f"{model.name}_grain_unique",
         blocking=False,

@@ -1,10 +1,12 @@
-"""How every asset of the project is declared: a table in DuckDB, in one group, in the write pool.
+"""How every asset and check of the project is declared: a table in DuckDB, in one group, in the write pool.
 
 Each ``defs/<group>.py`` declares its assets with :func:`table_asset` / :func:`tables_asset`, so
 the group, the ``judge_duckdb`` pool, the kinds and the owner (:data:`OWNERS`) are stated once,
 here, and every asset says only what it reads, what its table holds and, where it helps a reader,
 what its columns mean (``columns=``: shown with DuckDB's column types in the UI's column schema,
-see :func:`judge_assets.defs.metadata.table_metadata`).
+see :func:`judge_assets.defs.metadata.table_metadata`). Checks are declared with
+:func:`table_check`: they open the same DuckDB file, so they wait in the same pool (a check of
+one run never meets another run's writer on the file lock).
 """
 
 from __future__ import annotations
@@ -65,3 +67,8 @@ def tables_asset(
         for name, (deps, description) in tables.items()
     ]
     return dg.multi_asset(specs=specs, pool=DB_POOL, **kwargs)
+
+
+def table_check(**kwargs):
+    """``@dg.asset_check`` in the DuckDB pool (DuckDB admits one process per file while one writes)."""
+    return dg.asset_check(pool=DB_POOL, **kwargs)
