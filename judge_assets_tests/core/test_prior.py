@@ -14,6 +14,7 @@ from judge_assets.core.scoring.prior import (
     count_items_without_text,
     item_features,
     prior_training_labels,
+    tfidf_blocks,
 )
 
 CLASSES = ("A", "B", "tie")
@@ -247,3 +248,21 @@ def test_the_llm_prior_is_one_named_judge_or_the_panel_mean():
     probs = pd.DataFrame({"item_id": ["d1", "d1"], "annotator": ["pf:a"] * 2, "label": ["pass", "fail"], "p": [0.8, 0.2]})
     out = llm_prior(generic, ("pass", "fail", "unsure"), llm_probs=probs)
     assert out["scorer"].tolist() == ["llm_logprobs"] and out["p_pass"].iloc[0] == pytest.approx(0.8, abs=1e-3)
+
+
+@pytest.mark.parametrize("n_series, params", [(2, {"max_features": 50, "sublinear_tf": True, "min_df": 2}),
+                                              (1, {"max_features": 30, "sublinear_tf": True})])
+def test_tfidf_blocks_equal_tfidf_vectorizer_bit_for_bit_while_skipping_empty_texts(n_series, params):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    rng = np.random.default_rng(3)
+    words = np.array([f"w{i}" for i in range(80)])
+    texts = [pd.Series([" ".join(rng.choice(words, size=rng.integers(1, 12))) if rng.random() < 0.2 else "" for _ in range(400)])
+             for _ in range(n_series)]
+    vectorizer = TfidfVectorizer(**params).fit(pd.concat(texts))
+    for got, series in zip(tfidf_blocks(texts, **params), texts):
+        want = vectorizer.transform(series)
+        assert got.shape == want.shape and (got != want).nnz == 0
+        assert np.array_equal(got.indptr, want.indptr) and np.array_equal(got.data, want.data)  # empty rows count in the idf
+    with pytest.raises(ValueError):
+        tfidf_blocks([pd.Series(["", ""])], **params)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import KFold
 
@@ -77,6 +77,28 @@ def _standardize(x: np.ndarray) -> np.ndarray:
     return (x - x.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
 
 
+def tfidf_blocks(texts: list[pd.Series], **params) -> list[sp.csr_matrix]:
+    """TF-IDF of each series in ``texts``, shape (len(series), n_terms) each, with one vocabulary
+    and idf fitted on all of them together: exactly ``TfidfVectorizer(**params).fit(concat(texts))``
+    then ``.transform(series)``, but only non-empty texts are tokenised (an empty text is a zero
+    row that still counts as a document in the idf). With 5% of 3M items carrying text this
+    is the difference between seconds and minutes. Raises ValueError when no term remains."""
+    present = [series.to_numpy(dtype=object) != "" for series in texts]
+    counter = CountVectorizer(dtype=np.float64, **{k: v for k, v in params.items() if k != "sublinear_tf"})
+    counts = counter.fit_transform(pd.concat([series[mask] for series, mask in zip(texts, present)]))
+    n_docs = sum(len(series) for series in texts)
+    padded = sp.vstack([counts, sp.csr_matrix((n_docs - counts.shape[0], counts.shape[1]))], format="csr")
+    weigh = TfidfTransformer(sublinear_tf=params.get("sublinear_tf", False)).fit(padded)
+    blocks = []
+    for series, mask in zip(texts, present):
+        rows = weigh.transform(counter.transform(series[mask]))  # as TfidfVectorizer.transform: counted again, sorted
+        per_row = np.zeros(len(series), dtype=np.int64)
+        per_row[mask] = np.diff(rows.indptr)
+        indptr = np.concatenate(([0], np.cumsum(per_row)))
+        blocks.append(sp.csr_matrix((rows.data, rows.indices, indptr), shape=(len(series), rows.shape[1])))
+    return blocks
+
+
 def pairwise_features(items: pd.DataFrame, *, tfidf_features: int = 2000) -> sp.csr_matrix:
     """Features of pairwise items, shape (n_items, n_features), rows in ``items`` order.
 
@@ -101,10 +123,9 @@ def pairwise_features(items: pd.DataFrame, *, tfidf_features: int = 2000) -> sp.
     blocks = [strength, pair, sp.csr_matrix(_standardize(numeric))]
     if "category" in items.columns:
         blocks.append(_one_hot(items["category"]))
-    vectorizer = TfidfVectorizer(max_features=tfidf_features, sublinear_tf=True, min_df=2)
     try:
-        vectorizer.fit(pd.concat([text_a, text_b]))
-        blocks.append(vectorizer.transform(text_a) - vectorizer.transform(text_b))
+        tfidf_a, tfidf_b = tfidf_blocks([text_a, text_b], max_features=tfidf_features, sublinear_tf=True, min_df=2)
+        blocks.append(tfidf_a - tfidf_b)
     except ValueError:  # no vocabulary (empty answers): leave the text block out
         pass
     return sp.hstack(blocks, format="csr")
@@ -127,9 +148,8 @@ def generic_features(items: pd.DataFrame, *, tfidf_features: int = 2000) -> sp.c
         is_list = not isinstance(first, str) and hasattr(first, "__len__")
         if is_list or (values.dtype == object and sample.astype(str).str.len().mean() > 30):
             text = values.map(_all_text)
-            vectorizer = TfidfVectorizer(max_features=tfidf_features, sublinear_tf=True)
             try:
-                blocks.append(vectorizer.fit_transform(text))
+                blocks.extend(tfidf_blocks([text], max_features=tfidf_features, sublinear_tf=True))
             except ValueError:
                 continue
         elif values.nunique() <= 50:
