@@ -14,10 +14,10 @@ the pair in the other order) or the generic one (``--schema generic``: item_id, 
 
 For each size, in a fresh ``JUDGE_DB`` and ``DAGSTER_HOME``, this runs ``judge-assets run`` with
 ``JUDGE_SOURCE`` = the generated parquet file, then ``judge-assets ingest`` of 1,000 new votes
-(600 on existing items, 400 on new ones), each command in its own process. The ingest of this
-checkout rebuilds ``--select INGEST_SELECTION`` (judge_assets/defs/automation.py: everything
-downstream but the evaluation assets, which follow their own cadence); the baseline commit's
-ingest rebuilds everything downstream, as it did. Measured:
+(600 on existing items, 400 on new ones), each command in its own process, as a user types them.
+The ingest rebuilds what it rebuilds by default: here ``INGEST_SELECTION``
+(judge_assets/defs/automation.py: everything downstream but the evaluation assets, which follow
+their own cadence); at the baseline commit everything downstream. Measured:
 
 - per command: wall time, CPU time (user + system of the process and its children, from
   ``wait4``) and peak RSS (``ru_maxrss``), exact;
@@ -467,12 +467,7 @@ def run_size(size: str, schema: str, workdir: Path, *, pythonpath: str | None, l
     env.pop("PYTHONPATH", None)
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
-    ingest = [str(VENV_BIN / "judge-assets"), "ingest", str(batch)]
-    if label == "now":  # what an ingest rebuilds by default once cli.py uses INGEST_SELECTION
-        sys.path.insert(0, pythonpath or str(ROOT))
-        from judge_assets.defs.automation import INGEST_SELECTION
-
-        ingest += ["--select", INGEST_SELECTION]
+    ingest = [str(VENV_BIN / "judge-assets"), "ingest", str(batch)]  # what it rebuilds by default
     results = {}
     for name, argv in (("run", [str(VENV_BIN / "judge-assets"), "run"]), ("ingest", ingest)):
         since = time.time()

@@ -123,16 +123,18 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     a refused file is moved to ``<inbox>/rejected/`` with a ``.error.txt`` and makes the exit code 1.
     """
     import fcntl
+    import tempfile
 
     from judge_assets.core.db import connect, table_exists
     from judge_assets.core.reports.changes import changes, snapshot
     from judge_assets.core.sources.gate import REJECTED_DIR, admit_files, batches_dir
+    from judge_assets.defs.automation import INGEST_SELECTION
 
     ensure_dagster_home()
     s = settings()
     s.db_path.parent.mkdir(parents=True, exist_ok=True)
     lock_path = s.db_path.with_name(s.db_path.name + ".ingest.lock")
-    with open(lock_path, "a") as lock:
+    with open(lock_path, "a") as lock, tempfile.TemporaryDirectory(prefix="judge-ingest-") as snapshots:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -140,7 +142,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             fcntl.flock(lock, fcntl.LOCK_EX)
         con = connect(s.db_path, wait_s=600)
         try:
-            before = snapshot(con)
+            before = snapshot(con, snapshots)
             has_questions = table_exists(con, "mt_bench_questions")
             admitted = admit_files(
                 con, [Path(p) for p in args.paths], batches_dir(s.db_path), s.inbox_dir / REJECTED_DIR, declared_labels=s.labels
@@ -154,7 +156,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         outcome = None
         if new:
             add_partitions(new)
-            select = f"key:raw_judgments or ({args.select})" if args.select else "key:raw_judgments+"
+            select = f"key:raw_judgments or ({args.select})" if args.select else f"({INGEST_SELECTION})"
             if not has_questions and not args.select:
                 select += " or key:mt_bench_questions"
             outcome = materialize(select, new)
@@ -167,7 +169,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         if outcome is not None:
             con = connect(s.db_path, read_only=True, wait_s=600)
             try:
-                report = changes(before, snapshot(con))
+                report = changes(before, snapshot(con, snapshots))
             finally:
                 con.close()
             print("\n" + "\n".join(report.lines()))
@@ -201,7 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ingest = sub.add_parser("ingest", help="validate new annotation files, add each as a batch, rebuild downstream, print what changed")
     ingest.add_argument("paths", nargs="+", metavar="PATH", help="annotation files (.parquet, .jsonl, .json, .csv; either schema)")
-    ingest.add_argument("--select", help="assets to rebuild after loading, Dagster selection syntax (default: everything downstream)")
+    ingest.add_argument("--select", help="assets to rebuild after loading, Dagster selection syntax (default: everything downstream "
+                        "but the evaluation assets, tag:cadence=evaluation, which follow their own cadence)")
     ingest.set_defaults(func=cmd_ingest)
     return parser
 

@@ -190,19 +190,22 @@ def wait_for_write_slot(instance, *, poll_s: float = SLOT_POLL_S) -> None:
 
 
 def stale_assets(instance, graph) -> list[str]:
-    """Assets downstream of ``raw_judgments`` last materialized before its newest batch (or never).
+    """Assets an ingest rebuilds (``INGEST_SELECTION``: downstream of ``raw_judgments``, the
+    evaluation assets aside, which follow their own cadence) last materialized before its newest
+    batch (or never).
 
     After an interrupted ingest the new votes are in ``raw_judgments`` while consensus still
     describes the old ones; these are the assets to rebuild.
     """
     import dagster as dg
 
-    raw = dg.AssetKey("raw_judgments")
-    newest = instance.get_latest_materialization_event(raw)
+    from judge_assets.defs.automation import INGEST_SELECTION, RAW_KEY
+
+    newest = instance.get_latest_materialization_event(RAW_KEY)
     if newest is None:
         return []
     stale = []
-    for key in sorted(_downstream(graph, raw)):
+    for key in sorted(dg.AssetSelection.from_string(INGEST_SELECTION).resolve(graph) - {RAW_KEY}):
         event = instance.get_latest_materialization_event(key)
         if event is None or event.timestamp < newest.timestamp:
             stale.append(key.to_user_string())
@@ -216,16 +219,6 @@ def stale_assets_of_project() -> list[str]:
     from judge_assets.definitions import defs
 
     return stale_assets(dg.DagsterInstance.get(), defs.resolve_asset_graph())
-
-
-def _downstream(graph, key) -> set:
-    seen, todo = set(), [key]
-    while todo:
-        for child in graph.get(todo.pop()).child_keys:
-            if child not in seen:
-                seen.add(child)
-                todo.append(child)
-    return seen
 
 
 @dataclass

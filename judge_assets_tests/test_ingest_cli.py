@@ -135,6 +135,9 @@ def test_ingest_adds_a_batch_reports_changes_and_only_new_items_cost_llm_calls(b
     assert panel_new == len(new_items)  # the LLM judge's verdict on each new item is a vote too
     assert f"new votes: {len(round2) + panel_new}, new items: {len(new_items)}, new annotators: {len(new_annotators)}" in result.stdout
     assert "items whose label changed (consensus_labels):" in result.stdout
+    # everything a batch changes is rebuilt; the evaluation assets wait for their own cadence
+    assert "  ✓ consensus\n" in result.stdout and "  ✓ label_next" in result.stdout
+    assert "consensus_benchmark" not in result.stdout and "annotator_stats_history" not in result.stdout
     llm_calls = fake_llm.count("chat") - calls_before
     assert llm_calls == 2 * len(new_items)  # both answer orders of each new item; cached items cost nothing
     assert f"LLM requests sent: {llm_calls}" in result.stdout

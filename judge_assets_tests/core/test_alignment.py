@@ -10,7 +10,7 @@ import pytest
 from judge_assets.core.reports.alignment import (
     alignment_history, alignment_report, grade_rows, latest_grades, output_grades, regrade_candidates, regrade_counts,
 )
-from judge_assets.core.reports.changes import changes
+from judge_assets.core.reports.changes import changes, snapshot
 from judge_assets.core.scoring.criteria import CriteriaError, load_criteria, parse_criteria, run_code_assertions, validate_against_table
 
 CRITERIA = {
@@ -169,15 +169,19 @@ def test_grades_are_keyed_by_output_criterion_and_grader_and_the_last_grade_coun
     assert grade_rows(duckdb.connect()).empty  # no raw table: no grades
 
 
-def test_the_ingest_report_counts_regrades_even_when_the_label_is_unchanged():
-    base = {"raw_rows": 2, "batches": 1, "votes": 2, "items": 2, "annotators": 1, "labels": {}, "label_table": None, "llm_cache_rows": None}
-    before = {**base, "votes_by_key": {("o1", "g1"): ("good", "b1", 1), ("o2", "g1"): ("bad", "b1", 2)},
-              "grades_by_key": {("o1", "overall", "g1"): ("good", "b1", 1), ("o1", "concise", "g1"): ("good", "b1", 3)}}
-    after = {**base, "raw_rows": 4, "batches": 2,
-             "votes_by_key": {("o1", "g1"): ("bad", "b2", 1), ("o2", "g1"): ("bad", "b2", 2), ("o3", "g1"): ("good", "b2", 3)},
-             "grades_by_key": {("o1", "overall", "g1"): ("bad", "b2", 1), ("o1", "concise", "g1"): ("good", "b1", 3)}}
+def test_the_ingest_report_counts_grade_regrades_even_when_the_grade_is_unchanged(tmp_path):
+    def state(name, grades):
+        con = duckdb.connect(str(tmp_path / name))
+        con.execute("CREATE TABLE grades (item_id VARCHAR, criterion VARCHAR, grader VARCHAR, grade VARCHAR, batch_id VARCHAR, source_row BIGINT)")
+        con.executemany("INSERT INTO grades VALUES (?, ?, ?, ?, ?, ?)", grades)
+        snap = snapshot(con, tmp_path / "snapshots")
+        con.close()
+        return snap
+
+    before = state("before.duckdb", [("o1", "overall", "g1", "good", "b1", 1), ("o1", "concise", "g1", "good", "b1", 3),
+                                     ("o2", "overall", "g1", "bad", "b1", 2)])
+    after = state("after.duckdb", [("o1", "overall", "g1", "bad", "b2", 1), ("o1", "concise", "g1", "good", "b1", 3),
+                                   ("o2", "overall", "g1", "bad", "b2", 2), ("o3", "overall", "g1", "good", "b2", 3)])
     report = changes(before, after)
-    assert (report.regraded, report.regrade_label_changed, report.grades_regraded, report.grade_changed) == (2, 1, 1, 1)
-    text = "\n".join(report.lines())
-    assert "re-graded 2 (a newer vote by the same annotator on the same item), label changed 1" in text
-    assert "grades re-graded 1 (same grader, output and criterion), grade changed 1" in text
+    assert (report.grades_regraded, report.grade_changed) == (2, 1)
+    assert "grades re-graded 2 (same grader, output and criterion), grade changed 1" in "\n".join(report.lines())

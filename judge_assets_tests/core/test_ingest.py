@@ -70,25 +70,45 @@ def test_stage_file_keeps_the_original_batch_id_and_survives_removal_of_the_orig
     assert len(pd.read_parquet(batch.path)) == 40
 
 
-def test_changes_reports_new_votes_items_and_changed_labels():
-    before = {"raw_rows": 10, "batches": 1, "votes": 10, "items": 4, "annotators": 3, "labels": {"i1": "A", "i2": "B"},
-              "label_table": "consensus_labels", "llm_cache_rows": 8}
-    after = {"raw_rows": 15, "batches": 2, "votes": 14, "items": 5, "annotators": 4,
-             "labels": {"i1": "A", "i2": "tie", "i3": "B"}, "label_table": "consensus_labels", "llm_cache_rows": 10}
-    report = changes(before, after)
-    assert (report.new_votes, report.new_items, report.new_annotators, report.new_batches) == (4, 1, 1, 1)
-    assert report.changed_labels == [("i2", "B", "tie")]
-    assert report.llm_requests == 2
+def _state(path, labels: dict[str, str], votes: list[tuple], llm_rows: int | None = None) -> duckdb.DuckDBPyConnection:
+    """A database holding consensus_labels, judgments (item_id, annotator, label, batch_id, source_row) and optionally the LLM cache."""
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE consensus_labels (item_id VARCHAR, consensus_label VARCHAR)")
+    con.executemany("INSERT INTO consensus_labels VALUES (?, ?)", list(labels.items()))
+    con.execute("CREATE TABLE judgments (item_id VARCHAR, annotator VARCHAR, label VARCHAR, batch_id VARCHAR, source_row BIGINT)")
+    con.executemany("INSERT INTO judgments VALUES (?, ?, ?, ?, ?)", votes)
+    if llm_rows is not None:
+        con.execute(f"CREATE TABLE llm_score_cache AS SELECT range AS n FROM range({llm_rows})")
+    return con
+
+
+def test_changes_reports_new_votes_items_regrades_and_changed_labels(tmp_path):
+    old_votes = [("i1", "a1", "A", "b1", 1), ("i2", "a1", "B", "b1", 2), ("i2", "a2", "B", "b1", 3), ("i3", "a2", "A", "b1", 4)]
+    con = _state(tmp_path / "before.duckdb", {"i1": "A", "i2": "B", "i3": "A"}, old_votes, llm_rows=8)
+    before = snapshot(con, tmp_path / "snapshots")
+    con.close()
+    new_votes = [("i1", "a1", "A", "b1", 1), ("i2", "a1", "tie", "b2", 1), ("i2", "a2", "B", "b2", 2), ("i3", "a2", "A", "b1", 4),
+                 ("i4", "a3", "B", "b2", 3), (*[f"i{n}" for n in (5,)], "a3", "B", "b2", 4)]
+    labels = {"i1": "A", "i2": "tie", "i3": "B", "i4": "B", "i5": "B"}
+    con = _state(tmp_path / "after.duckdb", labels, new_votes, llm_rows=10)
+    report = changes(before, snapshot(con, tmp_path / "snapshots"), max_changes=1)
+    con.close()
+    assert (report.new_votes, report.new_items, report.new_annotators) == (2, 2, 1)
+    assert report.n_changed_labels == 2 and report.changed_labels == [("i2", "B", "tie")]  # the first by item id
+    assert (report.regraded, report.regrade_label_changed) == (2, 1)  # a re-grade that repeats its label counts too
+    assert report.llm_requests == 2 and report.grades_regraded is None
     text = "\n".join(report.lines())
-    assert "items whose label changed (consensus_labels): 1" in text and "i2: B → tie" in text
+    assert "items whose label changed (consensus_labels): 2" in text and "i2: B → tie" in text and "… 1 more" in text
+    assert "re-graded 2 (a newer vote by the same annotator on the same item), label changed 1" in text
 
 
-def test_snapshot_of_the_foundation_counts_votes_and_has_no_llm_cache(mt_bench_db):
+def test_snapshot_of_the_foundation_counts_votes_and_has_no_llm_cache(mt_bench_db, tmp_path):
     con = duckdb.connect(str(mt_bench_db), read_only=True)
-    snap = snapshot(con)
+    snap = snapshot(con, tmp_path)
     con.close()
     assert snap["votes"] == 5754 and snap["items"] == 2400 and snap["annotators"] == 66
     assert snap["llm_cache_rows"] is None
+    assert duckdb.connect().execute(f"SELECT count(*) FROM read_parquet('{snap['votes_by_key']}')").fetchone()[0] == 5754
 
 
 def _annotator_stats(con, quality: dict[str, float]) -> None:
