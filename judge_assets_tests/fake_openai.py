@@ -17,6 +17,7 @@ Use the ``fake_openai`` fixture (registered for the whole suite in ``judge_asset
 from __future__ import annotations
 
 import email.parser
+import fnmatch
 import hashlib
 import json
 import math
@@ -61,7 +62,7 @@ class FakeSettings:
 
     Endpoint faults: ``api_key`` (every request without ``Bearer <api_key>`` gets OpenAI's 401,
     echoing the key masked); ``served_models`` (``GET /v1/models`` lists them and a chat for
-    another model gets 404; None = any model, no listing); ``chat_status`` / ``chat_message`` /
+    another model gets 404, ``*`` in an id routes like a proxy's wildcard; None = any model, no listing); ``chat_status`` / ``chat_message`` /
     ``chat_code`` (every chat completion answers that error, the message followed by the request
     target, with that error ``code`` and ``type``, e.g. OpenAI's ``insufficient_quota``);
     ``max_prompt_words`` / ``context_status`` (longer prompts get a context-length error);
@@ -340,7 +341,7 @@ class FakeOpenAI:
 
     def _chat(self, handler, body: dict) -> None:
         s = self.settings
-        if s.served_models is not None and body["model"] not in s.served_models:
+        if s.served_models is not None and not any(fnmatch.fnmatchcase(body["model"], m) for m in s.served_models):
             message = f"The model `{body['model']}` does not exist or you do not have access to it."
             return self._send(handler, 404, {"error": {"message": message, "type": "invalid_request_error", "code": "model_not_found"}})
         if s.chat_status is not None:

@@ -469,6 +469,15 @@ def test_unknown_model_is_refused_from_the_servers_listing(fake_openai, tmp_path
     assert fake_openai.count() == fake_openai.count("models") == 1
 
 
+def test_a_proxys_wildcard_route_serves_the_model(fake_openai, tmp_path):
+    fake_openai.settings.served_models = ("anthropic/*", "openai/*")  # LiteLLM-style routes
+    cfg = JudgeConfig(**{**config(fake_openai).__dict__, "model": "openai/judge-1"})
+    scores, _ = score_items(tmp_path / "j.duckdb", make_items(2), cfg)
+    assert (scores["status"] == "ok").all() and fake_openai.count("chat") == 4
+    cfg = JudgeConfig(**{**cfg.__dict__, "model": "mistral/judge-1"})
+    assert str(fails(tmp_path / "j.duckdb", make_items(2), cfg)).startswith("model 'mistral/judge-1' is not served by")
+
+
 def test_wrong_base_url_trips_on_404_and_keeps_url_secrets_out(fake_openai, tmp_path, caplog):
     caplog.set_level(logging.DEBUG)
     password, query_key = "pw-Secret-77", "QKEY-in-the-url-42"

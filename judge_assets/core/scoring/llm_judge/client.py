@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from fnmatch import fnmatchcase
 from typing import Callable
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
@@ -43,10 +44,16 @@ def make_client(config: JudgeConfig) -> openai.AsyncOpenAI:
     )
 
 
+def serves(listed: str, model: str) -> bool:
+    """Whether a model id of a ``GET /models`` listing serves ``model``: the same id, Ollama's
+    ``<model>:latest``, or a proxy's wildcard route (LiteLLM's ``openai/*`` serves ``openai/gpt-4o``)."""
+    return listed in (model, f"{model}:latest") or ("*" in listed and fnmatchcase(model, listed))
+
+
 async def check_model(client: openai.AsyncOpenAI, config: JudgeConfig, breaker: Breaker) -> None:
     """Refuse a model the endpoint does not serve, before any scoring call.
 
-    ``GET /models``: a listing without ``config.model`` (or Ollama's ``<model>:latest``) raises
+    ``GET /models``: a listing without ``config.model`` (see :func:`serves`) raises
     :class:`~.faults.EndpointError` naming the models served; 401 raises one too (the key is
     refused). A connection error or timeout counts as one strike of ``breaker``. Anything else
     (404, 403, 5xx, an unreadable listing) skips the check: many servers do not list models.
@@ -71,7 +78,7 @@ async def check_model(client: openai.AsyncOpenAI, config: JudgeConfig, breaker: 
         return
     listed = body.get("data") if isinstance(body, dict) else None
     served = [str(m["id"]) for m in listed or [] if isinstance(m, dict) and m.get("id")]
-    if served and config.model not in served and f"{config.model}:latest" not in served:
+    if served and not any(serves(route, config.model) for route in served):
         shown = ", ".join(served[:20]) + (f", … ({len(served)} in all)" if len(served) > 20 else "")
         raise EndpointError(
             redact(f"model {config.model!r} is not served by {host}; it serves: {shown} (set JUDGE_LLM_MODEL)", config.secrets),
