@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Iterator
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 LOCK_MARKERS = ("Could not set lock", "Conflicting lock", "database is locked")
@@ -30,6 +31,29 @@ def quote_ident(name: str) -> str:
 def quote_literal(value: str) -> str:
     """Quote a SQL string literal."""
     return "'" + str(value).replace("'", "''") + "'"
+
+
+def read_frame(con: duckdb.DuckDBPyConnection, sql: str) -> pd.DataFrame:
+    """``con.sql(sql).df()``, except that equal values of a text column share one Python string.
+
+    The same frame (same columns, dtypes and values, ``None`` for NULL), in a fraction of the
+    memory when values repeat: ``df()`` makes one string object per row, so 10M votes by 10K
+    annotators cost 10M annotator strings (~0.6 GB per column); here 10K. Text columns go
+    through Arrow's dictionary encoding; the others through DuckDB's own pandas conversion.
+    """
+    relation = con.sql(sql)
+    table = relation.to_arrow_table()
+    names = list(relation.columns)
+    text = [name for name, kind in zip(names, relation.types) if str(kind) == "VARCHAR"]
+    rest = table.drop_columns(text)
+    frame = duckdb.from_arrow(rest).df() if rest.num_columns else pd.DataFrame(index=pd.RangeIndex(table.num_rows))
+    for name in text:
+        encoded = table.column(name).combine_chunks().dictionary_encode()
+        codes = encoded.indices.to_numpy(zero_copy_only=False)
+        shared = np.asarray(encoded.dictionary.to_pylist() + [None], dtype=object)
+        codes = np.where(encoded.indices.is_null().to_numpy(zero_copy_only=False), len(shared) - 1, codes)
+        frame[name] = shared[codes.astype(np.int64)]
+    return frame[names]
 
 
 def connect(path: str | Path, *, read_only: bool = False, wait_s: float = 30.0) -> duckdb.DuckDBPyConnection:

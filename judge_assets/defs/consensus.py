@@ -17,7 +17,7 @@ import pandas as pd
 from judge_assets.core.consensus.majority import majority_vote_table
 from judge_assets.core.consensus.methods import GLAD_MAX_VOTES
 from judge_assets.core.consensus.tables import build_consensus_tables
-from judge_assets.core.db import quote_ident, replace_table, replace_tables, table_columns, table_exists
+from judge_assets.core.db import quote_ident, read_frame, replace_table, replace_tables, table_columns, table_exists
 from judge_assets.core.labels import stored_label_set
 from judge_assets.core.plots import plot_quality_by_group, plot_reliability
 from judge_assets.core.validation import (
@@ -156,10 +156,10 @@ def consensus(context: dg.AssetExecutionContext, config: ConsensusConfig, duckdb
     with duckdb.get_connection() as con:
         classes = stored_label_set(con).labels
         judgment_cols = ["item_id", "annotator", "annotator_kind", "label"] + [c for c in ("turn",) if c in table_columns(con, "judgments")]
-        judgments = con.execute(f"SELECT {', '.join(quote_ident(c) for c in judgment_cols)} FROM judgments").df()
+        judgments = read_frame(con, f"SELECT {', '.join(quote_ident(c) for c in judgment_cols)} FROM judgments")
         item_cols = ["item_id"] + [c for c in ITEM_META if c in table_columns(con, "items")]
-        items = con.execute(f"SELECT {', '.join(quote_ident(c) for c in item_cols)} FROM items").df()
-        model_probs = con.execute("SELECT * FROM model_probs").df()
+        items = read_frame(con, f"SELECT {', '.join(quote_ident(c) for c in item_cols)} FROM items")
+        model_probs = read_frame(con, "SELECT * FROM model_probs")
         scores = con.execute("SELECT * FROM llm_judge_scores").df() if table_exists(con, "llm_judge_scores") else None
         gold = read_gold(con)
         out = build_consensus_tables(
@@ -321,7 +321,7 @@ def ordinal_consensus(context: dg.AssetExecutionContext, duckdb: JudgeDuckDBReso
                                   "weight": pd.Series(dtype=float), "num_examples_labeled": pd.Series(dtype="int64")})
         else:
             note = f"scale {scale.labels[0]}..{scale.labels[-1]}" + (f", low end favours {scale.low_favours}" if scale.low_favours else "")
-            judgments = con.execute(f"SELECT {', '.join(quote_ident(c) for c in cols)} FROM judgments").df()
+            judgments = read_frame(con, f"SELECT {', '.join(quote_ident(c) for c in cols)} FROM judgments")
             items, stats = ordinal_consensus_tables(judgments, scale)
         replace_tables(con, {"ordinal_consensus_labels": items, "ordinal_annotator_stats": stats})
         context.log.info(f"ordinal consensus: {note}")
@@ -382,7 +382,7 @@ def ordinal_agreement(context: dg.AssetExecutionContext, config: OrdinalAgreemen
                 "value", "ci_low", "ci_high") else object) for c in AGREEMENT_COLUMNS}))
             return dg.MaterializeResult(metadata={**table_metadata(con, "ordinal_agreement"), "note": note})
         cols = ["item_id", "annotator", "annotator_kind", "label"] + [c for c in ("category",) if c in table_columns(con, "judgments")]
-        judgments = con.execute(f"SELECT {', '.join(cols)} FROM judgments").df()
+        judgments = read_frame(con, f"SELECT {', '.join(cols)} FROM judgments")
         human = con.execute("SELECT item_id, human_ordinal_consensus FROM ordinal_consensus_labels").df()
         scores = None
         if table_exists(con, "llm_judge_scores"):

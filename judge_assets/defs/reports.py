@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 
 from judge_assets.core.consensus.active_learning import LABEL_NEXT_TABLE, build_label_next
-from judge_assets.core.db import quote_ident, replace_table, replace_tables, table_columns, table_exists
+from judge_assets.core.db import quote_ident, read_frame, replace_table, replace_tables, table_columns, table_exists
 from judge_assets.core.labels import stored_label_set
 from judge_assets.core.plots import plot_annotator_drift, plot_benchmark, plot_leaderboard
 from judge_assets.core.reports import consensus_benchmark as cb
@@ -189,7 +189,7 @@ def ground_truth_accuracy(context: dg.AssetExecutionContext, config: GroundTruth
         classes = stored_label_set(con).labels
         gold = read_gold(con)
         cols = [c for c in ("item_id", "annotator", "annotator_kind", "label", "category") if c in table_columns(con, "judgments")]
-        judgments = con.execute(f"SELECT {', '.join(quote_ident(c) for c in cols)} FROM judgments").df()
+        judgments = read_frame(con, f"SELECT {', '.join(quote_ident(c) for c in cols)} FROM judgments")
         present = table_columns(con, "consensus_labels") if table_exists(con, "consensus_labels") else {}
         chosen = {name: col for name, col in GOLD_METHOD_COLUMNS.items() if col in present}
         labels = con.execute(

@@ -5,7 +5,7 @@ import time
 import dagster as dg
 import pandas as pd
 
-from judge_assets.core.db import quote_ident, replace_table, replace_tables, table_columns
+from judge_assets.core.db import quote_ident, read_frame, replace_table, replace_tables, table_columns
 from judge_assets.core.labels import stored_label_set
 from judge_assets.core.scoring.llm_judge import (
     SCORE_COLUMNS,
@@ -193,8 +193,8 @@ def model_probs(context: dg.AssetExecutionContext, duckdb: JudgeDuckDBResource, 
         classes = stored_label_set(con).labels
         present = table_columns(con, "items")  # the item's own columns: never extra source columns (e.g. a gold label)
         columns = ", ".join(quote_ident(c) for c in ITEM_COLUMNS if c in present)
-        items = con.execute(f"SELECT {columns} FROM items ORDER BY item_id").df()
-        judgments = con.execute("SELECT item_id, annotator, annotator_kind, label FROM judgments").df()
+        items = read_frame(con, f"SELECT {columns} FROM items ORDER BY item_id")
+        judgments = read_frame(con, "SELECT item_id, annotator, annotator_kind, label FROM judgments")
         llm = con.execute("SELECT * FROM llm_judge_scores").df()
         llm_probs = con.execute("SELECT * FROM llm_judge_probs").df()
         try:

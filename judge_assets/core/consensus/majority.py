@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from judge_assets.core.consensus import crowdlab as crowdlab_engine
-from judge_assets.core.db import quote_ident
+from judge_assets.core.db import quote_ident, read_frame
 from judge_assets.core.consensus.votes import Votes
 
 
@@ -51,7 +51,7 @@ def majority_vote_table(con: duckdb.DuckDBPyConnection, classes: tuple[str, ...]
     ``tie_broken`` (true when two or more classes shared the top count).
     """
     counts = vote_counts(con, classes)
-    frame = con.execute("SELECT item_id, annotator, label FROM judgments").df()
+    frame = read_frame(con, "SELECT item_id, annotator, label FROM judgments")
     votes = Votes.from_frame(frame, classes, item_ids=counts["item_id"].to_numpy())
     codes = majority_vote(votes, seed=seed)
     count_matrix = counts[[f"votes_{c}" for c in classes]].to_numpy()
