@@ -41,7 +41,7 @@ def _built_database(folder: Path) -> Path:
     return folder
 
 
-def _ingest(state: Path, *paths: Path) -> subprocess.CompletedProcess:
+def _cli(state: Path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JUDGE_", "DAGSTER_", "OPENAI_"))}
     env.update(
         DAGSTER_DISABLE_TELEMETRY="1",
@@ -50,7 +50,7 @@ def _ingest(state: Path, *paths: Path) -> subprocess.CompletedProcess:
         DAGSTER_HOME=str(state / "dagster_home"),
         JUDGE_INBOX_DIR=str(state / "inbox"),
     )
-    command = [sys.executable, "-m", "judge_assets.cli", "ingest", *map(str, paths)]
+    command = [sys.executable, "-m", "judge_assets.cli", *args]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, check=False)
 
 
@@ -67,7 +67,7 @@ def test_a_csv_row_without_texts_gets_a_prior_and_the_run_is_green(tmp_path):
     upload = tmp_path / "newmodel.csv"
     upload.write_text(TEXTLESS_CSV)
 
-    result = _ingest(state, upload)
+    result = _cli(state, "ingest", str(upload))
 
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "accepted as batch" in result.stdout and "✗" not in result.stdout
@@ -75,6 +75,9 @@ def test_a_csv_row_without_texts_gets_a_prior_and_the_run_is_green(tmp_path):
     [(p_a, p_b, p_tie, scorer)] = _query(state, "SELECT p_A, p_B, p_tie, scorer FROM model_probs WHERE item_id = ?", [NEW_ITEM])
     assert scorer == "oof_classifier" and abs(p_a + p_b + p_tie - 1) < 1e-9
     assert _query(state, "SELECT count(*) FROM consensus_labels WHERE item_id = ?", [NEW_ITEM]) == [(1,)]
+    assert "consensus_benchmark" not in result.stdout  # an evaluation asset: its own cadence, not every batch
+    on_demand = _cli(state, "run", "--select", "key:consensus_benchmark")
+    assert on_demand.returncode == 0 and "✓ consensus_benchmark" in on_demand.stdout, on_demand.stdout[-3000:] + on_demand.stderr[-3000:]
     assert _query(state, "SELECT count(*) > 0 FROM consensus_benchmark") == [(True,)]  # it ran, over the new item's features too
     with dg.DagsterInstance.from_config(str(state / "dagster_home")) as instance:
         event = instance.get_latest_materialization_event(dg.AssetKey("model_probs"))
