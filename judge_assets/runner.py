@@ -55,14 +55,13 @@ class EventPrinter:
     Subscribed to the run with ``instance.add_event_listener``, so it sees exactly what the event
     log (and the UI) records, and adds nothing to the run's config."""
 
-    def __init__(self, out=None):
-        self.out = out or sys.stdout
+    def __init__(self):
         self.check_steps: set[str] = set()  # steps whose check line stands for their success line
 
     def __call__(self, entry) -> None:
         line = self.line(entry)
         if line:
-            print(line, file=self.out, flush=True)
+            print(line, flush=True)
 
     def line(self, entry) -> str:
         event, step = entry.dagster_event, entry.step_key or ""
