@@ -49,10 +49,8 @@ def read_frame(con: duckdb.DuckDBPyConnection, sql: str) -> pd.DataFrame:
     frame = duckdb.from_arrow(rest).df() if rest.num_columns else pd.DataFrame(index=pd.RangeIndex(table.num_rows))
     for name in text:
         encoded = table.column(name).combine_chunks().dictionary_encode()
-        codes = encoded.indices.to_numpy(zero_copy_only=False)
-        shared = np.asarray(encoded.dictionary.to_pylist() + [None], dtype=object)
-        codes = np.where(encoded.indices.is_null().to_numpy(zero_copy_only=False), len(shared) - 1, codes)
-        frame[name] = shared[codes.astype(np.int64)]
+        shared = np.asarray(encoded.dictionary.to_pylist() + [None], dtype=object)  # NULL: the last entry
+        frame[name] = shared[encoded.indices.fill_null(len(shared) - 1).to_numpy()]
     return frame[names]
 
 

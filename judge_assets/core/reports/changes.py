@@ -9,6 +9,7 @@ criterion (the ``grades`` table, keyed by output, criterion and grader) are comp
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,10 +45,8 @@ def snapshot(con: duckdb.DuckDBPyConnection, folder: Path) -> dict:
     def count(sql: str, table: str) -> int:
         return con.execute(sql).fetchone()[0] if table_exists(con, table) else 0
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    here = folder / f"snapshot-{len(list(folder.iterdir()))}"
-    here.mkdir()
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    here = Path(tempfile.mkdtemp(prefix="snapshot-", dir=folder))
 
     def export(name: str, sql: str) -> str:
         path = here / f"{name}.parquet"

@@ -225,7 +225,7 @@ def classify(exc: BaseException, config: JudgeConfig) -> Failure | None:
         message = server_message(exc.body, str(exc.message))
         return status_failure(exc.status_code, message, secrets, retry_after_s(exc.response.headers), error_code(exc.body))
     if isinstance(exc, (MalformedResponse, openai.APIResponseValidationError, json.JSONDecodeError)):
-        return Failure("malformed_response", redact(str(exc), secrets), False)
+        return Failure("malformed_response", redact(str(exc), secrets), False, endpoint_fault=True)
     return None
 
 
@@ -293,7 +293,7 @@ async def with_retries(
             else:
                 breaker.strike(spoilt)
             return value, attempt, None
-        if failure.endpoint_fault or failure.reason == "malformed_response" or (failure.permanent and not breaker.accepts):
+        if failure.endpoint_fault or (failure.permanent and not breaker.accepts):
             breaker.strike(failure)
         if failure.retryable and attempt < config.max_attempts:
             if failure.retry_after is not None:
