@@ -11,7 +11,7 @@ from judge_assets.core.scoring.prior import (
     MIN_PROB,
     build_model_probs,
     classifier_prior,
-    count_items_without_text,
+    textless_items,
     item_features,
     prior_training_labels,
     tfidf_blocks,
@@ -218,7 +218,7 @@ def test_pairwise_items_without_texts_get_a_prior_from_their_models():
     assert (out["scorer"] == "oof_classifier").all()
     # their rows come from the model identities: B is likelier where model_b is the stronger model
     assert out.loc["901:1:mid|strong-2", "p_B"] > out.loc["900:1:strong-1|weak-1", "p_B"] + 0.2
-    assert count_items_without_text(items) == 2 and count_items_without_text(items.iloc[:-2]) == 0
+    assert textless_items(items).sum() == 2 and textless_items(items.iloc[:-2]).sum() == 0
 
 
 def test_a_lone_labelled_item_gets_a_uniform_row_that_says_so():

@@ -67,110 +67,177 @@ def _all_text(value) -> str:
     return "\n".join(str(v) for v in value if not _missing(v))
 
 
-def _one_hot(values: pd.Series) -> sp.csr_matrix:
-    codes, uniques = pd.factorize(values.astype(str))
-    return sp.csr_matrix((np.ones(len(codes)), (np.arange(len(codes)), codes)), shape=(len(codes), len(uniques)))
+def _one_hot(values: pd.Series, uniques: pd.Index) -> sp.csr_matrix:
+    """One column per value in ``uniques`` (compared as strings); other values get a zero row."""
+    codes = uniques.get_indexer(values.astype(str))
+    known = codes >= 0
+    rows = np.arange(len(codes))[known]
+    return sp.csr_matrix((np.ones(len(rows)), (rows, codes[known])), shape=(len(codes), len(uniques)))
 
 
-def _standardize(x: np.ndarray) -> np.ndarray:
-    sd = x.std(axis=0)
-    return (x - x.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+def _uniques(values: pd.Series) -> pd.Index:
+    """The distinct values as strings, in order of first appearance (``pd.factorize``)."""
+    return pd.Index(pd.factorize(values.astype(str))[1])
+
+
+class Tfidf:
+    """TF-IDF with one vocabulary and idf fitted on several series of texts together, applied to
+    any series later: ``Tfidf(**params).fit(texts).transform(series)`` is exactly
+    ``TfidfVectorizer(**params).fit(concat(texts)).transform(series)``, but only non-empty texts
+    are tokenised (an empty text is a zero row that still counts as a document in the idf). With
+    5% of 3M items carrying text this is the difference between seconds and minutes."""
+
+    def __init__(self, **params):
+        self.params = params
+
+    def fit(self, texts: list[pd.Series]) -> Tfidf:
+        """Learn the vocabulary and idf from ``texts`` (series of strings, "" for none). Raises
+        ValueError when no term remains."""
+        self.counter_ = CountVectorizer(dtype=np.float64, **{k: v for k, v in self.params.items() if k != "sublinear_tf"})
+        counts = self.counter_.fit_transform(pd.concat([series[series.to_numpy(dtype=object) != ""] for series in texts]))
+        n_docs = sum(len(series) for series in texts)
+        padded = sp.vstack([counts, sp.csr_matrix((n_docs - counts.shape[0], counts.shape[1]))], format="csr")
+        self.weigh_ = TfidfTransformer(sublinear_tf=self.params.get("sublinear_tf", False)).fit(padded)
+        return self
+
+    def transform(self, series: pd.Series) -> sp.csr_matrix:
+        """TF-IDF rows of ``series``, shape (len(series), n_terms); "" gives a zero row."""
+        mask = series.to_numpy(dtype=object) != ""
+        if not mask.any():
+            return sp.csr_matrix((len(series), len(self.counter_.vocabulary_)))
+        rows = self.weigh_.transform(self.counter_.transform(series[mask]))  # as TfidfVectorizer.transform: sorted
+        per_row = np.zeros(len(series), dtype=np.int64)
+        per_row[mask] = np.diff(rows.indptr)
+        indptr = np.concatenate(([0], np.cumsum(per_row)))
+        return sp.csr_matrix((rows.data, rows.indices, indptr), shape=(len(series), rows.shape[1]))
 
 
 def tfidf_blocks(texts: list[pd.Series], **params) -> list[sp.csr_matrix]:
     """TF-IDF of each series in ``texts``, shape (len(series), n_terms) each, with one vocabulary
-    and idf fitted on all of them together: exactly ``TfidfVectorizer(**params).fit(concat(texts))``
-    then ``.transform(series)``, but only non-empty texts are tokenised (an empty text is a zero
-    row that still counts as a document in the idf). With 5% of 3M items carrying text this
-    is the difference between seconds and minutes. Raises ValueError when no term remains."""
-    present = [series.to_numpy(dtype=object) != "" for series in texts]
-    counter = CountVectorizer(dtype=np.float64, **{k: v for k, v in params.items() if k != "sublinear_tf"})
-    counts = counter.fit_transform(pd.concat([series[mask] for series, mask in zip(texts, present)]))
-    n_docs = sum(len(series) for series in texts)
-    padded = sp.vstack([counts, sp.csr_matrix((n_docs - counts.shape[0], counts.shape[1]))], format="csr")
-    weigh = TfidfTransformer(sublinear_tf=params.get("sublinear_tf", False)).fit(padded)
-    blocks = []
-    for series, mask in zip(texts, present):
-        rows = weigh.transform(counter.transform(series[mask]))  # as TfidfVectorizer.transform: counted again, sorted
-        per_row = np.zeros(len(series), dtype=np.int64)
-        per_row[mask] = np.diff(rows.indptr)
-        indptr = np.concatenate(([0], np.cumsum(per_row)))
-        blocks.append(sp.csr_matrix((rows.data, rows.indices, indptr), shape=(len(series), rows.shape[1])))
-    return blocks
-
-
-def pairwise_features(items: pd.DataFrame, *, tfidf_features: int = 2000) -> sp.csr_matrix:
-    """Features of pairwise items, shape (n_items, n_features), rows in ``items`` order.
-
-    See the module docstring for the columns. Unsupervised: computed from ``items`` only,
-    never from votes, so computing them once for all items leaks no label.
-    """
-    models = pd.Index(np.union1d(items["model_a"].astype(str).unique(), items["model_b"].astype(str).unique()))
-    n = len(items)
-    rows = np.arange(n)
-    a = models.get_indexer(items["model_a"].astype(str))
-    b = models.get_indexer(items["model_b"].astype(str))
-    shape = (n, len(models))
-    strength = sp.csr_matrix((np.r_[np.ones(n), -np.ones(n)], (np.r_[rows, rows], np.r_[a, b])), shape=shape)
-    pair = sp.csr_matrix((np.ones(2 * n), (np.r_[rows, rows], np.r_[a, b])), shape=shape)
-    text_a = items["answers_a"].map(_judged_text)
-    text_b = items["answers_b"].map(_judged_text)
-    len_a = np.log1p(text_a.str.len().to_numpy(dtype=float))
-    len_b = np.log1p(text_b.str.len().to_numpy(dtype=float))
-    numeric = np.column_stack([len_a, len_b, len_a - len_b])
-    if "turn" in items.columns:
-        numeric = np.column_stack([numeric, items["turn"].fillna(1).to_numpy(dtype=float)])
-    blocks = [strength, pair, sp.csr_matrix(_standardize(numeric))]
-    if "category" in items.columns:
-        blocks.append(_one_hot(items["category"]))
-    try:
-        tfidf_a, tfidf_b = tfidf_blocks([text_a, text_b], max_features=tfidf_features, sublinear_tf=True, min_df=2)
-        blocks.append(tfidf_a - tfidf_b)
-    except ValueError:  # no vocabulary (empty answers): leave the text block out
-        pass
-    return sp.hstack(blocks, format="csr")
-
-
-def generic_features(items: pd.DataFrame, *, tfidf_features: int = 2000) -> sp.csr_matrix:
-    """Features of any item table, shape (n_items, n_features): TF-IDF of text columns
-    (strings with long values, or lists of strings), one-hot of scalar columns with at most 50
-    distinct values, and a constant column (so a table with nothing else still yields the class
-    prior). ``item_id`` and the vote counts (``VOTE_COUNT_COLUMNS``) are never features."""
-    blocks = [sp.csr_matrix(np.ones((len(items), 1)))]
-    for col in items.columns:
-        if col == "item_id" or col in VOTE_COUNT_COLUMNS:
-            continue
-        values = items[col]
-        sample = values.dropna()
-        if sample.empty:
-            continue
-        first = sample.iloc[0]
-        is_list = not isinstance(first, str) and hasattr(first, "__len__")
-        if is_list or (values.dtype == object and sample.astype(str).str.len().mean() > 30):
-            text = values.map(_all_text)
-            try:
-                blocks.extend(tfidf_blocks([text], max_features=tfidf_features, sublinear_tf=True))
-            except ValueError:
-                continue
-        elif values.nunique() <= 50:
-            blocks.append(_one_hot(values))
-    return sp.hstack(blocks, format="csr")
+    and idf fitted on all of them together (:class:`Tfidf`). Raises ValueError when no term remains."""
+    tfidf = Tfidf(**params).fit(texts)
+    return [tfidf.transform(series) for series in texts]
 
 
 def _is_pairwise(items: pd.DataFrame) -> bool:
     return set(PAIRWISE_COLUMNS) <= set(items.columns) and items["model_a"].notna().all() and items["model_b"].notna().all()
 
 
+class ItemFeatures:
+    """The classifier's item features, fitted on one item table and applied to any rows of that
+    table's shape later (new items of a later batch get the same columns; a model, category or
+    word never seen at fit time gets a zero entry).
+
+    Pairwise when ``items`` has the pairwise columns with both models named on every row
+    (:data:`PAIRWISE_COLUMNS`), generic otherwise (e.g. the generic schema's items, whose
+    ``model_a`` is NULL); see the module docstring for the columns of each. Unsupervised: fitted on
+    ``items`` only, never on votes, so fitting it once on all items leaks no label.
+
+    ``fit_transform(items)`` has shape (n_items, n_features), rows in ``items`` order;
+    ``transform(rows)`` has shape (len(rows), n_features). Fitted attributes end in ``_``.
+    """
+
+    def __init__(self, tfidf_features: int = 2000):
+        self.tfidf_features = tfidf_features
+
+    def fit(self, items: pd.DataFrame) -> ItemFeatures:
+        self.pairwise_ = _is_pairwise(items)
+        if self.pairwise_:
+            self._fit_pairwise(items)
+        else:
+            self._fit_generic(items)
+        return self
+
+    def fit_transform(self, items: pd.DataFrame) -> sp.csr_matrix:
+        return self.fit(items).transform(items)
+
+    def accepts(self, items: pd.DataFrame) -> bool:
+        """Whether ``items`` has the shape the features were fitted on (pairwise or not, same columns)."""
+        return _is_pairwise(items) == self.pairwise_ and set(self.columns_) <= set(items.columns)
+
+    def transform(self, items: pd.DataFrame) -> sp.csr_matrix:
+        return self._transform_pairwise(items) if self.pairwise_ else self._transform_generic(items)
+
+    # pairwise items: model identities, lengths, category, turn, answer TF-IDF difference
+    def _pairwise_numeric(self, items: pd.DataFrame) -> tuple[np.ndarray, pd.Series, pd.Series]:
+        text_a = items["answers_a"].map(_judged_text)
+        text_b = items["answers_b"].map(_judged_text)
+        len_a = np.log1p(text_a.str.len().to_numpy(dtype=float))
+        len_b = np.log1p(text_b.str.len().to_numpy(dtype=float))
+        numeric = np.column_stack([len_a, len_b, len_a - len_b])
+        if "turn" in self.columns_:
+            numeric = np.column_stack([numeric, items["turn"].fillna(1).to_numpy(dtype=float)])
+        return numeric, text_a, text_b
+
+    def _fit_pairwise(self, items: pd.DataFrame) -> None:
+        self.columns_ = [c for c in ("model_a", "model_b", "answers_a", "answers_b", "turn", "category") if c in items.columns]
+        self.models_ = pd.Index(np.union1d(items["model_a"].astype(str).unique(), items["model_b"].astype(str).unique()))
+        numeric, text_a, text_b = self._pairwise_numeric(items)
+        self.mean_ = numeric.mean(axis=0)
+        sd = numeric.std(axis=0)
+        self.scale_ = np.where(sd > 0, sd, 1.0)
+        self.categories_ = _uniques(items["category"]) if "category" in items.columns else None
+        try:
+            self.text_ = Tfidf(max_features=self.tfidf_features, sublinear_tf=True, min_df=2).fit([text_a, text_b])
+        except ValueError:  # no vocabulary (empty answers): no text block
+            self.text_ = None
+
+    def _transform_pairwise(self, items: pd.DataFrame) -> sp.csr_matrix:
+        n = len(items)
+        a = self.models_.get_indexer(items["model_a"].astype(str))
+        b = self.models_.get_indexer(items["model_b"].astype(str))
+        rows = np.r_[np.arange(n), np.arange(n)]
+        cols = np.r_[a, b]
+        known = cols >= 0
+        shape = (n, len(self.models_))
+        strength = sp.csr_matrix((np.r_[np.ones(n), -np.ones(n)][known], (rows[known], cols[known])), shape=shape)
+        pair = sp.csr_matrix((np.ones(2 * n)[known], (rows[known], cols[known])), shape=shape)
+        numeric, text_a, text_b = self._pairwise_numeric(items)
+        blocks = [strength, pair, sp.csr_matrix((numeric - self.mean_) / self.scale_)]
+        if self.categories_ is not None:
+            blocks.append(_one_hot(items["category"], self.categories_))
+        if self.text_ is not None:
+            blocks.append(self.text_.transform(text_a) - self.text_.transform(text_b))
+        return sp.hstack(blocks, format="csr")
+
+    # any other item table: TF-IDF of text columns, one-hot of low-cardinality columns, a constant
+    def _fit_generic(self, items: pd.DataFrame) -> None:
+        self.blocks_: list[tuple[str, str, object]] = []  # (kind, column, fitted part)
+        for col in items.columns:
+            if col == "item_id" or col in VOTE_COUNT_COLUMNS:
+                continue
+            values = items[col]
+            sample = values.dropna()
+            if sample.empty:
+                continue
+            first = sample.iloc[0]
+            is_list = not isinstance(first, str) and hasattr(first, "__len__")
+            if is_list or (values.dtype == object and sample.astype(str).str.len().mean() > 30):
+                try:
+                    self.blocks_.append(("text", col, Tfidf(max_features=self.tfidf_features, sublinear_tf=True).fit([values.map(_all_text)])))
+                except ValueError:
+                    continue
+            elif values.nunique() <= 50:
+                self.blocks_.append(("one_hot", col, _uniques(values)))
+        self.columns_ = [col for _, col, _ in self.blocks_]
+
+    def _transform_generic(self, items: pd.DataFrame) -> sp.csr_matrix:
+        blocks = [sp.csr_matrix(np.ones((len(items), 1)))]
+        for kind, col, part in self.blocks_:
+            blocks.append(part.transform(items[col].map(_all_text)) if kind == "text" else _one_hot(items[col], part))
+        return sp.hstack(blocks, format="csr")
+
+
 def item_features(items: pd.DataFrame) -> sp.csr_matrix:
-    """Pairwise features when ``items`` has the pairwise columns with both models named on every
-    row, generic ones otherwise (e.g. the generic schema's items, whose ``model_a`` is NULL)."""
-    return pairwise_features(items) if _is_pairwise(items) else generic_features(items)
+    """The features of ``items``, shape (n_items, n_features): ``ItemFeatures().fit_transform(items)``."""
+    return ItemFeatures().fit_transform(items)
 
 
-def count_items_without_text(items: pd.DataFrame) -> int:
-    """Items whose features hold no text. Pairwise (as in :func:`item_features`): neither answer of
-    the judged turn is known (e.g. CSV rows, which cannot hold conversations), so the prior has only
-    the model identities, category and turn. Otherwise: no text in ``TEXT_COLUMNS``."""
+def textless_items(items: pd.DataFrame) -> np.ndarray:
+    """Which items' features hold no text, shape (n_items,) bool. Pairwise (as in
+    :class:`ItemFeatures`): neither answer of the judged turn is known (e.g. CSV rows, which cannot
+    hold conversations), so the prior has only the model identities, category and turn. Otherwise:
+    no text in ``TEXT_COLUMNS``."""
     if _is_pairwise(items):
         columns, text = ("answers_a", "answers_b"), _judged_text
     else:
@@ -178,21 +245,32 @@ def count_items_without_text(items: pd.DataFrame) -> int:
     empty = np.ones(len(items), dtype=bool)
     for column in columns:
         empty &= items[column].map(text).eq("").to_numpy()
-    return int(empty.sum())
+    return empty
 
 
-def _fit_predict(x_train, y_train: np.ndarray, x_test, n_classes: int, *, c: float) -> np.ndarray:
-    """Class probabilities for ``x_test``, shape (n_test, n_classes); classes absent from
-    ``y_train`` get 0 (clipped later); a single training class is predicted with certainty."""
-    out = np.zeros((x_test.shape[0], n_classes))
-    present = np.unique(y_train)
-    if len(present) == 1:
-        out[:, present[0]] = 1.0
+class LabelClassifier:
+    """The prior's classifier: an L2 logistic regression over item features, or, when training
+    sees a single class, that class with certainty. ``predict_proba(x)`` has shape (n, n_classes),
+    columns in class-code order; a class absent from training gets 0 (clipped later)."""
+
+    def __init__(self, n_classes: int, *, c: float):
+        self.n_classes = n_classes
+        self.c = c
+
+    def fit(self, x, y: np.ndarray) -> LabelClassifier:
+        """``x``: features, shape (n, n_features); ``y``: class codes 0..n_classes-1, shape (n,)."""
+        present = np.unique(y)
+        self.only_class_ = int(present[0]) if len(present) == 1 else None
+        self.model_ = None if self.only_class_ is not None else LogisticRegression(C=self.c, max_iter=2000).fit(x, y)
+        return self
+
+    def predict_proba(self, x) -> np.ndarray:
+        out = np.zeros((x.shape[0], self.n_classes))
+        if self.model_ is None:
+            out[:, self.only_class_] = 1.0
+        elif x.shape[0]:
+            out[:, self.model_.classes_] = self.model_.predict_proba(x)
         return out
-    model = LogisticRegression(C=c, max_iter=2000)
-    model.fit(x_train, y_train)
-    out[:, model.classes_] = model.predict_proba(x_test)
-    return out
 
 
 def clip_probs(probs: np.ndarray, min_prob: float = MIN_PROB) -> np.ndarray:
@@ -211,7 +289,7 @@ def classifier_prior(
     c: float = 0.1,
     features: sp.spmatrix | None = None,
 ) -> pd.DataFrame:
-    """Out-of-fold classifier probabilities for every item.
+    """Out-of-fold classifier probabilities for every item (:func:`fit_prior` also keeps the model).
 
     Parameters
     ----------
@@ -240,8 +318,15 @@ def classifier_prior(
     comes from the fold model that did not see its label; unlabelled items get the model trained
     on all labelled items.
     """
-    classes = tuple(classes)
-    item_ids = items["item_id"].to_numpy()
+    x = item_features(items) if features is None else features
+    return _out_of_fold(items["item_id"].to_numpy(), x, train_labels, tuple(classes), n_folds=n_folds, seed=seed, c=c)[0]
+
+
+def _out_of_fold(
+    item_ids: np.ndarray, x, train_labels: pd.Series, classes: tuple[str, ...], *, n_folds: int, seed: int, c: float, keep: bool = False
+) -> tuple[pd.DataFrame, LabelClassifier | None]:
+    """:func:`classifier_prior`'s rows for features ``x`` (one row per id in ``item_ids``), and the
+    classifier trained on all labelled items (fitted when there are unlabelled items or ``keep``)."""
     unknown = ~train_labels.index.isin(item_ids)
     if unknown.any():
         raise ValueError(f"train_labels has item {train_labels.index[unknown][0]!r} that is not in items")
@@ -250,27 +335,65 @@ def classifier_prior(
         raise ValueError(f"train label {train_labels[bad].iloc[0]!r} is not one of the classes {list(classes)}")
     if len(train_labels) == 0:
         raise ValueError("classifier_prior needs at least one labelled item (use a uniform prior otherwise)")
-    x = item_features(items) if features is None else features
     position = pd.Index(item_ids).get_indexer(train_labels.index)
     y = pd.Index(classes).get_indexer(train_labels.to_numpy())
     k = len(classes)
-    probs = np.zeros((len(items), k))
-    unlabelled = np.setdiff1d(np.arange(len(items)), position)
+    probs = np.zeros((len(item_ids), k))
+    unlabelled = np.setdiff1d(np.arange(len(item_ids)), position)
+    full = LabelClassifier(k, c=c).fit(x[position], y) if len(unlabelled) or keep else None
     if len(unlabelled):
-        probs[unlabelled] = _fit_predict(x[position], y, x[unlabelled], k, c=c)
+        probs[unlabelled] = full.predict_proba(x[unlabelled])
     n_splits = min(n_folds, len(position))
-    scorer = np.full(len(items), "oof_classifier", dtype=object)
+    scorer = np.full(len(item_ids), "oof_classifier", dtype=object)
     if n_splits < 2:
         probs[position] = 1.0 / k
         scorer[position] = "uniform"
     else:
         splitter = KFold(n_splits=n_splits, shuffle=True, random_state=seed)
         for train, test in splitter.split(position):
-            probs[position[test]] = _fit_predict(x[position[train]], y[train], x[position[test]], k, c=c)
+            probs[position[test]] = LabelClassifier(k, c=c).fit(x[position[train]], y[train]).predict_proba(x[position[test]])
     out = pd.DataFrame(clip_probs(probs), columns=[f"p_{c_}" for c_ in classes])
     out.insert(0, "item_id", item_ids)
     out["scorer"] = scorer
-    return out
+    return out, full
+
+
+class PriorModel:
+    """The classifier prior as fitted once on all items, kept to score items that arrive later.
+
+    ``features``: the fitted :class:`ItemFeatures`; ``classifier``: the :class:`LabelClassifier`
+    trained on every labelled item of the fit. A later item was never part of that training, so
+    its prediction is out-of-sample exactly like an out-of-fold row, and a stored row stays
+    out-of-fold when its item's label changes later (the fold that scored it did not see it)."""
+
+    def __init__(self, features: ItemFeatures, classifier: LabelClassifier, classes: tuple[str, ...]):
+        self.features = features
+        self.classifier = classifier
+        self.classes = tuple(classes)
+
+    def accepts(self, items: pd.DataFrame) -> bool:
+        """Whether ``items`` has the shape the model was fitted on (see :meth:`ItemFeatures.accepts`)."""
+        return self.features.accepts(items)
+
+    def predict(self, items: pd.DataFrame) -> pd.DataFrame:
+        """Rows as :func:`classifier_prior`'s (``scorer = 'oof_classifier'``) for ``items``, in order."""
+        probs = self.classifier.predict_proba(self.features.transform(items))
+        out = pd.DataFrame(clip_probs(probs), columns=[f"p_{c}" for c in self.classes])
+        out.insert(0, "item_id", items["item_id"].to_numpy())
+        out["scorer"] = "oof_classifier"
+        return out
+
+
+def fit_prior(
+    items: pd.DataFrame, train_labels: pd.Series, classes: tuple[str, ...], *, n_folds: int = 5, seed: int = 0, c: float = 0.1
+) -> tuple[pd.DataFrame, PriorModel]:
+    """:func:`classifier_prior`'s rows for ``items`` (same parameters, same output) and the
+    :class:`PriorModel` that scores items added later."""
+    features = ItemFeatures().fit(items)
+    rows, full = _out_of_fold(
+        items["item_id"].to_numpy(), features.transform(items), train_labels, tuple(classes), n_folds=n_folds, seed=seed, c=c, keep=True
+    )
+    return rows, PriorModel(features, full, classes)
 
 
 def prior_training_labels(judgments: pd.DataFrame, classes: tuple[str, ...], *, seed: int = 0) -> pd.Series:
