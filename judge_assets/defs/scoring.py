@@ -5,7 +5,7 @@ import time
 import dagster as dg
 import pandas as pd
 
-from judge_assets.core.db import quote_ident, read_frame, replace_table, replace_tables, table_columns
+from judge_assets.core.db import replace_tables, table_columns
 from judge_assets.core.labels import stored_label_set
 from judge_assets.core.scoring.llm_judge import (
     SCORE_COLUMNS,
@@ -17,7 +17,8 @@ from judge_assets.core.scoring.llm_judge import (
     label_probs_long,
     score_items,
 )
-from judge_assets.core.scoring.prior import build_model_probs, count_items_without_text, prior_training_labels
+from judge_assets.core.scoring.prior import llm_prior
+from judge_assets.core.scoring.prior_store import refresh_model_probs
 from judge_assets.core.validation import validate_llm_scores, validate_probabilities
 from judge_assets.core.votes.judgments import ITEM_COLUMNS
 from judge_assets.defs.metadata import asset_check_result, frame_markdown, table_metadata
@@ -173,13 +174,24 @@ def llm_judge_scores_valid(duckdb: JudgeDuckDBResource) -> dg.AssetCheckResult:
     )
 
 
+class ModelProbsConfig(dg.Config):
+    """Run options of the model prior (launchpad-editable)."""
+
+    refit: bool = False
+    """Refit the classifier prior on all items now. By default it is refitted only when the items new or changed
+    since the last fit reach 10% of those it was fitted on (prior_store.REFIT_GROWTH), or when the class set, the item
+    columns or the settings changed; in between, only new or changed items are scored, by the stored classifier."""
+
+
 @table_asset(
     GROUP,
     deps=["items", "judgments", "label_set", "llm_judge_scores", "llm_judge_probs"],
     kinds=("duckdb", "scikit-learn"),
     description="The model prior CROWDLAB consumes: p_<label> per item and the scorer it came from — the LLM judge "
     "panel's probabilities where they exist (one <judge>:<model>, or the panel mean: JUDGE_PRIOR_JUDGE), else an "
-    "out-of-fold classifier (not an LLM).",
+    "out-of-fold classifier (not an LLM). The classifier is refitted when the items new or changed since its fit reach "
+    "10% of those it was fitted on (or on demand: config refit); in between a batch's new items are scored by the "
+    "stored classifier (metadata prior_mode says which, and why).",
     columns={
         "item_id": "The item (one row per item).",
         "p_A": "Prior probability that answer A is better.",
@@ -188,36 +200,41 @@ def llm_judge_scores_valid(duckdb: JudgeDuckDBResource) -> dg.AssetCheckResult:
         "scorer": "Where the row came from: llm_logprobs (the LLM judge or panel), oof_classifier (out-of-fold classifier, not an LLM) or uniform.",
     },
 )
-def model_probs(context: dg.AssetExecutionContext, duckdb: JudgeDuckDBResource, llm_judge: LLMJudgeResource) -> dg.MaterializeResult:
+def model_probs(context: dg.AssetExecutionContext, config: ModelProbsConfig, duckdb: JudgeDuckDBResource, llm_judge: LLMJudgeResource) -> dg.MaterializeResult:
     with duckdb.get_connection() as con:
         classes = stored_label_set(con).labels
         present = table_columns(con, "items")  # the item's own columns: never extra source columns (e.g. a gold label)
-        columns = ", ".join(quote_ident(c) for c in ITEM_COLUMNS if c in present)
-        items = read_frame(con, f"SELECT {columns} FROM items ORDER BY item_id")
-        judgments = read_frame(con, "SELECT item_id, annotator, annotator_kind, label FROM judgments")
+        columns = [c for c in ITEM_COLUMNS if c in present]
         llm = con.execute("SELECT * FROM llm_judge_scores").df()
         llm_probs = con.execute("SELECT * FROM llm_judge_probs").df()
         try:
-            probs = build_model_probs(
-                items, prior_training_labels(judgments, classes), llm, classes, llm_probs=llm_probs, prior_judge=llm_judge.prior_judge
-            )
+            llm_rows = llm_prior(llm, classes, llm_probs=llm_probs, prior_judge=llm_judge.prior_judge)
         except ValueError as exc:  # an unknown JUDGE_PRIOR_JUDGE
             raise dg.Failure(description=f"JUDGE_PRIOR_JUDGE={llm_judge.prior_judge!r}: {exc}") from None
         fit = pd.Series([set(v) <= set(classes) for v in llm["verdict_labels"]], index=llm.index, dtype=bool)
         voters = sorted(llm.loc[(llm["status"] == "ok") & fit, "annotator"].unique())
         prior_from = llm_judge.prior_judge if llm_judge.prior_judge != "mean" else f"mean of {', '.join(voters) or 'no LLM judge'}"
-        replace_table(con, "model_probs", probs)
-        scorers = probs["scorer"].value_counts().to_dict()
-        textless = count_items_without_text(items)
-        context.log.info("model_probs scorers: " + ", ".join(f"{k} {v}" for k, v in scorers.items()) + f"; {textless} items without texts")
+        update = refresh_model_probs(con, classes, columns, llm_rows, refit=config.refit)
+        scorers = update.scorer_counts
+        context.log.info(
+            f"model_probs: {update.mode} ({update.reason}); scorers: " + ", ".join(f"{k} {v}" for k, v in scorers.items())
+            + f"; {update.items_without_text} items without texts"
+        )
         notes = [f"- **{k}** ({scorers[k]} items): {SCORER_NOTES[k]}" for k in scorers]
-        if textless:
-            notes.append(f"- {textless} items have no texts (e.g. CSV rows): their prior comes from their other columns (pairwise: models, category, turn)")
+        if update.items_without_text:
+            notes.append(
+                f"- {update.items_without_text} items have no texts (e.g. CSV rows): their prior comes from their other columns "
+                "(pairwise: models, category, turn)"
+            )
         return dg.MaterializeResult(
             metadata={
                 **table_metadata(con, "model_probs"),
+                "prior_mode": update.mode,
+                "prior_mode_reason": update.reason,
+                "items_scored_by_classifier": update.items_scored,
+                **({"items_until_refit": update.refit_after} if update.refit_after is not None else {}),
                 "scorer_counts": dg.MetadataValue.json({str(k): int(v) for k, v in scorers.items()}),
-                "items_without_text": textless,
+                "items_without_text": update.items_without_text,
                 "scorers": dg.MetadataValue.md("\n".join(notes)),
                 "llm_prior_from": prior_from,
             }
