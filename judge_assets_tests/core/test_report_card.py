@@ -149,3 +149,27 @@ def test_leaderboard_leaves_out_what_does_not_apply():
     card = judge_report_card(votes, consensus, CLASSES, [], llm_judge_scores=likert)
     board = set(card.loc[card["reference"] == "judge_leaderboard", "metric"])
     assert board == {"items_scored", "parse_rate", "calls", "tokens", "seconds_per_1000_items"}
+
+
+def test_judge_metrics_equal_sklearn_on_the_label_strings():
+    """judge_metrics codes labels as integers for speed; every value is sklearn's on the strings themselves,
+    a value outside the class set included (it stays distinct, it is not merged with other unknowns)."""
+    from sklearn.metrics import accuracy_score, cohen_kappa_score, confusion_matrix, matthews_corrcoef, precision_recall_fscore_support
+
+    rng = np.random.default_rng(1)
+    classes = ("tie", "B", "A")  # not sorted: codes follow the class set, not the alphabet
+    y_true = rng.choice(["A", "B", "tie"], size=500, p=[0.45, 0.4, 0.15]).astype(object)
+    y_pred = np.where(rng.random(500) < 0.7, y_true, rng.choice(["A", "B", "tie", "other", "odd"], size=500)).astype(object)
+    got = judge_metrics(y_true, y_pred, classes).set_index(["metric", "class_label", "predicted_label"], drop=False)
+    value = lambda metric, c=None, p=None: got.loc[(metric, c, p), "value"]  # noqa: E731
+    assert value("accuracy") == accuracy_score(y_true, y_pred)
+    assert value("cohen_kappa") == pytest.approx(cohen_kappa_score(y_true, y_pred, labels=list(classes)), abs=1e-12)
+    assert value("mcc") == pytest.approx(matthews_corrcoef(y_true, y_pred), abs=1e-12)
+    cm = confusion_matrix(y_true, y_pred, labels=list(classes))
+    for i, t in enumerate(classes):
+        for j, p in enumerate(classes):
+            assert value("confusion", t, p) == cm[i, j]
+    precision, recall, _, support = precision_recall_fscore_support(y_true, y_pred, labels=list(classes))
+    for c, p, r, s in zip(classes, precision, recall, support):
+        assert (value("precision", c), value("recall", c), value("support", c)) == (pytest.approx(p), pytest.approx(r), s)
+        assert got.loc[("precision", c, None), "n"] == (y_pred == c).sum()

@@ -227,12 +227,14 @@ def dawid_skene(votes: Votes, n_iter: int = 100, tol: float = 1e-5) -> tuple[np.
     n_cells = votes.n_annotators * m
     used = np.bincount(cell, minlength=n_cells) > 0
 
-    def m_step(probas: np.ndarray) -> np.ndarray:
-        """Error rates, shape (n_annotators * m, m): row (annotator, observed), column true label."""
+    def m_step(probas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Error rates, shape (n_annotators * m, m): row (annotator, observed), column true label;
+        and the expected counts they came from on the used rows, shape (n_used, m)."""
         errors = np.column_stack([np.bincount(cell, weights=probas[item, k], minlength=n_cells) for k in range(m)])
-        errors[used] = np.maximum(errors[used], DS_EPS)
+        counts = errors[used]
+        errors[used] = np.maximum(counts, DS_EPS)
         totals = errors.reshape(votes.n_annotators, m, m).sum(axis=1)
-        return errors / np.repeat(totals, m, axis=0)
+        return errors / np.repeat(totals, m, axis=0), counts
 
     def e_step(priors: np.ndarray, log2_errors: np.ndarray) -> np.ndarray:
         gathered = log2_errors[cell]
@@ -242,22 +244,23 @@ def dawid_skene(votes: Votes, n_iter: int = 100, tol: float = 1e-5) -> tuple[np.
         scaled = np.exp2(loglik - loglik.max(axis=1, keepdims=True))
         return scaled / scaled.sum(axis=1, keepdims=True)
 
-    def lower_bound(probas: np.ndarray, priors: np.ndarray, errors: np.ndarray) -> float:
-        with np.errstate(divide="ignore"):
-            joint = (probas[item] * (np.log(errors[cell]) + np.log(np.maximum(priors, DS_EPS)))).sum()
+    def lower_bound(probas: np.ndarray, priors: np.ndarray, errors: np.ndarray, counts: np.ndarray) -> float:
+        """crowd-kit's bound, sum over votes of probas[item] · (log errors[cell] + log priors), summed
+        per (annotator, observed label) cell from the M-step's expected counts: O(cells), not O(votes)."""
+        joint = (counts * np.log(errors[used])).sum() + counts.sum(axis=0) @ np.log(np.maximum(priors, DS_EPS))
         clipped = np.maximum(probas, DS_EPS)
         return float(joint - (np.log(clipped) * clipped).sum())
 
     probas = np.column_stack([np.bincount(item, weights=label == k, minlength=votes.n_items) for k in range(m)]) / num[:, None]
     priors = probas.mean(axis=0)
-    errors = m_step(probas)
+    errors, _ = m_step(probas)
     loss = -np.inf
     for _ in range(n_iter):
         with np.errstate(divide="ignore"):
             probas = e_step(priors, np.log2(errors))
         priors = probas.mean(axis=0)
-        errors = m_step(probas)
-        new_loss = lower_bound(probas, priors, errors) / len(item)
+        errors, counts = m_step(probas)
+        new_loss = lower_bound(probas, priors, errors, counts) / len(item)
         probas = np.maximum(probas, DS_EPS)
         if new_loss - loss < tol:
             break

@@ -162,7 +162,8 @@ def build_consensus_tables(
     kinds = judgments.drop_duplicates("annotator").set_index("annotator")["annotator_kind"]
 
     chosen_votes = judgments[judgments["annotator"].isin(chosen)]
-    item_ids = np.union1d(chosen_votes["item_id"].to_numpy().astype(object), items["item_id"].to_numpy().astype(object))
+    # sorted distinct ids, as np.union1d, but hashed first so only the distinct ids are sorted
+    item_ids = np.sort(pd.unique(np.concatenate([chosen_votes["item_id"].to_numpy(dtype=object), items["item_id"].to_numpy(dtype=object)])))
     votes = Votes.from_frame(chosen_votes, classes, item_ids=item_ids, annotators=chosen)
     voted = votes.num_annotations() > 0
     prior = np.full((votes.n_items, len(classes)), 1.0 / len(classes))

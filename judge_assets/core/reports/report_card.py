@@ -143,18 +143,22 @@ def judge_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: tuple[str, ..
     rows: list[tuple] = []
     if n == 0:
         return pd.DataFrame(rows, columns=["metric", "class_label", "predicted_label", "value", "n"])
+    # integer codes (classes first, any other value its own code): the same metrics, without
+    # sklearn sorting object arrays of strings (seconds at a million votes)
+    codes = pd.factorize(np.concatenate([np.asarray(labels, dtype=object), y_true, y_pred]), use_na_sentinel=False)[0]
+    true_codes, pred_codes, label_codes = codes[len(labels):len(labels) + n], codes[len(labels) + n:], list(range(len(labels)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        rows.append(("accuracy", None, None, float(accuracy_score(y_true, y_pred)), n))
-        rows.append(("cohen_kappa", None, None, float(cohen_kappa_score(y_true, y_pred, labels=labels)), n))
-        rows.append(("mcc", None, None, float(matthews_corrcoef(y_true, y_pred)), n))
-        precision, recall, _, support = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=np.nan)
-    predicted = [int((y_pred == c).sum()) for c in labels]
+        rows.append(("accuracy", None, None, float(accuracy_score(true_codes, pred_codes)), n))
+        rows.append(("cohen_kappa", None, None, float(cohen_kappa_score(true_codes, pred_codes, labels=label_codes)), n))
+        rows.append(("mcc", None, None, float(matthews_corrcoef(true_codes, pred_codes)), n))
+        precision, recall, _, support = precision_recall_fscore_support(true_codes, pred_codes, labels=label_codes, zero_division=np.nan)
+    predicted = np.bincount(pred_codes, minlength=len(labels))[: len(labels)].tolist()
     for c, p, r, s, k in zip(labels, precision, recall, support, predicted):
         rows.append(("precision", c, None, float(p), k))
         rows.append(("recall", c, None, float(r), int(s)))
         rows.append(("support", c, None, float(s), n))
-    cm = confusion_matrix(y_true, y_pred, labels=labels)
+    cm = confusion_matrix(true_codes, pred_codes, labels=label_codes)
     for i, t in enumerate(labels):
         for j, p in enumerate(labels):
             rows.append(("confusion", t, p, float(cm[i, j]), n))
