@@ -92,3 +92,47 @@ def test_a_refused_key_fails_the_asset_and_the_prior_is_not_built(mt_bench_db, f
     assert "model_probs" not in tables and "llm_judge_scores" not in tables
     logs = instance.all_logs(result.run_id)
     assert logs and not any(KEY in str(e) or KEY[-4:] in str(e) for e in logs)
+
+
+def test_a_batch_of_new_items_is_scored_by_the_stored_prior_and_refit_is_a_config(mt_bench_db, monkeypatch):
+    monkeypatch.delenv("JUDGE_LLM_BASE_URL", raising=False)
+    con = duckdb.connect(str(mt_bench_db))
+    held = "item_id IN (SELECT item_id FROM items ORDER BY hash(item_id) LIMIT 100)"
+    con.execute(f"CREATE TABLE held_judgments AS SELECT * FROM judgments WHERE {held}")
+    con.execute(f"CREATE TABLE held_items AS SELECT * FROM items WHERE {held}")
+    con.execute("DELETE FROM judgments WHERE item_id IN (SELECT item_id FROM held_items)")
+    con.execute("DELETE FROM items WHERE item_id IN (SELECT item_id FROM held_items)")
+    con.close()
+    instance = dg.DagsterInstance.ephemeral()
+
+    def prior_metadata(**config):
+        result = dg.materialize(
+            [llm_judge_scores, model_probs],
+            instance=instance,
+            resources={"duckdb": JudgeDuckDBResource(database=str(mt_bench_db)), "llm_judge": project_resources()["llm_judge"],
+                       "pipeline": PipelineResource(llm_annotators="gpt4_pair")},
+            run_config={"ops": {"model_probs": {"config": config}}} if config else None,
+        )
+        assert result.success
+        return {k: v.value for k, v in result.asset_materializations_for_node("model_probs")[0].metadata.items()}
+
+    first = prior_metadata()
+    assert (first["prior_mode"], first["items_scored_by_classifier"]) == ("refit", 2300)
+    con = duckdb.connect(str(mt_bench_db))
+    before = con.execute("SELECT * FROM model_probs ORDER BY item_id").df()
+    con.execute("INSERT INTO items SELECT * FROM held_items")  # the next batch: 100 items and their votes
+    con.execute("INSERT INTO judgments SELECT * FROM held_judgments")
+    con.close()
+
+    second = prior_metadata()
+    assert (second["prior_mode"], second["items_scored_by_classifier"], second["items_until_refit"]) == ("incremental", 100, 130)
+    assert second["prior_mode_reason"].startswith("100 new or changed items scored by the classifier fitted on 2,300 items")
+    con = duckdb.connect(str(mt_bench_db), read_only=True)
+    after = con.execute("SELECT * FROM model_probs ORDER BY item_id").df()
+    con.close()
+    assert len(after) == 2400 and (after["scorer"] == "oof_classifier").all()
+    kept = after[after["item_id"].isin(before["item_id"])].reset_index(drop=True)
+    assert kept.equals(before)  # the other 2,300 rows as they were
+
+    third = prior_metadata(refit=True)
+    assert (third["prior_mode"], third["prior_mode_reason"], third["items_scored_by_classifier"]) == ("refit", "refit requested", 2400)
