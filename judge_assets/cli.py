@@ -65,7 +65,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     ensure_dagster_home()
     batches = register_source_batches()
     print(f"source: {settings().source} → {len(batches)} annotation batch(es): {', '.join(batches)}")
-    outcome = materialize(args.select, batches)
+    outcome = materialize(args.select, batches, {"model_probs": {"refit": True}} if args.refit_prior else None)
     if outcome.ok:
         print_summary()
         return 0
@@ -184,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="register the configured source and materialize the asset graph")
     run.add_argument("--select", help="Dagster asset selection, e.g. 'judgments+' or 'group:consensus' (default: all)")
+    run.add_argument("--refit-prior", action="store_true", help="refit the classifier prior on all items (model_probs); by default "
+                     "a batch's new items are scored by the stored classifier until the data has grown 10%%")
     run.set_defaults(func=cmd_run)
 
     sql = sub.add_parser("sql", help="query the database read-only (nothing outside the database file is reachable)")

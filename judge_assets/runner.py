@@ -259,30 +259,35 @@ def code_location_job(job_name: str):
     return job, RemoteRepositoryOrigin(location, SINGLETON_REPOSITORY_NAME).get_job_origin(job_name)
 
 
-def execute_job_run(instance, job_name: str, *, tags: dict[str, str], partition_key: str | None = None, asset_selection=None):
+def execute_job_run(
+    instance, job_name: str, *, tags: dict[str, str], partition_key: str | None = None, asset_selection=None, op_config: dict | None = None
+):
     """Run ``job_name`` of the code location in this process, as a run the UI lists under that job
-    and can re-execute (it carries the location's origin), printing its events (:class:`EventPrinter`)."""
+    and can re-execute (it carries the location's origin), printing its events (:class:`EventPrinter`).
+    ``op_config``: asset name → its run config (the launchpad's ``ops: {name: {config: …}}``)."""
     from dagster._core.execution.api import execute_run
 
     job, origin = code_location_job(job_name)
     job_def = job.get_definition()
+    run_config = {**RUN_CONFIG, "ops": {name: {"config": config} for name, config in op_config.items()}} if op_config else RUN_CONFIG
     if partition_key is not None:
         tags = {**tags, **job_def.get_tags_for_partition_key(partition_key, selected_asset_keys=None)}
     run = instance.create_run_for_job(
-        job_def=job_def, run_config=RUN_CONFIG, tags=tags, asset_selection=set(asset_selection) if asset_selection else None,
+        job_def=job_def, run_config=run_config, tags=tags, asset_selection=set(asset_selection) if asset_selection else None,
         remote_job_origin=origin, job_code_origin=job.get_python_origin(),
     )
     instance.add_event_listener(run.run_id, EventPrinter())
     return execute_run(job, run, instance)
 
 
-def materialize(select: str | None = None, partitions: list[str] | None = None) -> RunOutcome:
+def materialize(select: str | None = None, partitions: list[str] | None = None, op_config: dict[str, dict] | None = None) -> RunOutcome:
     """Materialize the selected assets: each batch partition of ``raw_judgments``, then the rest.
 
     ``select`` uses Dagster's selection syntax (``judgments+``, ``group:consensus``,
     ``key:items``); default: everything. Runs the code location's jobs (:data:`BATCH_JOB`,
     :data:`REBUILD_JOB`) on the project's instance, after recovering interrupted runs and
-    waiting for the DuckDB write slot.
+    waiting for the DuckDB write slot. ``op_config``: asset name → run config of that asset (e.g.
+    ``{"model_probs": {"refit": True}}``); each named asset must be in the selection.
     """
     import dagster as dg
     from tqdm import tqdm
@@ -297,6 +302,9 @@ def materialize(select: str | None = None, partitions: list[str] | None = None) 
         raise UsageError(f"--select {select!r}: {exc}") from exc
     if not chosen:
         raise UsageError(f"--select {select!r} matches no asset; `judge-assets sql --list` shows the tables")
+    for name in op_config or {}:
+        if dg.AssetKey(name) not in chosen:
+            raise UsageError(f"{name} is not in the selection {select!r}: its options apply only when it is rebuilt")
     raw_key = dg.AssetKey("raw_judgments")
     instance = dg.DagsterInstance.get()
     for line in recover_interrupted_runs(instance):
@@ -311,5 +319,5 @@ def materialize(select: str | None = None, partitions: list[str] | None = None) 
     rest = chosen - {raw_key}
     if outcome.ok and rest:
         wait_for_write_slot(instance)
-        outcome.add(execute_job_run(instance, REBUILD_JOB, tags=tags, asset_selection=rest))
+        outcome.add(execute_job_run(instance, REBUILD_JOB, tags=tags, asset_selection=rest, op_config=op_config))
     return outcome

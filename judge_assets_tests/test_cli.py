@@ -121,6 +121,20 @@ def test_run_select_rebuilds_only_the_selection(built):
     assert bad.returncode == 1 and "error: --select 'key:no_such_asset'" in bad.stderr and "Traceback" not in bad.stderr
 
 
+def test_run_refit_prior_refits_the_classifier_prior(built):
+    import dagster as dg
+
+    folder, env, _ = built
+    out = subprocess.run(CLI + ["run", "--select", "key:model_probs", "--refit-prior"], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    instance = dg.DagsterInstance.from_config(str(folder / "dagster_home"))
+    metadata = instance.get_latest_materialization_event(dg.AssetKey("model_probs")).asset_materialization.metadata
+    assert (metadata["prior_mode"].value, metadata["prior_mode_reason"].value) == ("refit", "refit requested")
+    outside = subprocess.run(CLI + ["run", "--select", "key:judgments", "--refit-prior"], env=env, capture_output=True, text=True, timeout=600)
+    assert outside.returncode == 1 and "Traceback" not in outside.stderr
+    assert "error: model_probs is not in the selection 'key:judgments'" in outside.stderr
+
+
 def test_the_duckdb_cli_installed_with_the_project_opens_the_database(built):
     folder, _, _ = built
     duckdb_cli = Path(sys.executable).with_name("duckdb")
