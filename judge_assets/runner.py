@@ -11,6 +11,7 @@ import shutil
 import socket
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -280,6 +281,27 @@ def execute_job_run(
     return execute_run(job, run, instance)
 
 
+def _has_batches() -> bool:
+    """Whether the database holds ``raw_judgments`` rows (True when it cannot tell: locked by a writer)."""
+    import duckdb
+
+    from judge_assets.core.db import connect, table_exists
+
+    path = settings().db_path
+    if not path.exists():
+        return False
+    try:
+        con = connect(path, read_only=True, wait_s=0)
+    except RuntimeError:  # another process is writing: it has batches, or is loading them
+        return True
+    try:
+        return table_exists(con, "raw_judgments") and con.execute("SELECT count(*) FROM raw_judgments").fetchall()[0][0] > 0
+    except duckdb.Error:
+        return True
+    finally:
+        con.close()
+
+
 def materialize(select: str | None = None, partitions: list[str] | None = None, op_config: dict[str, dict] | None = None) -> RunOutcome:
     """Materialize the selected assets: each batch partition of ``raw_judgments``, then the rest.
 
@@ -296,8 +318,10 @@ def materialize(select: str | None = None, partitions: list[str] | None = None, 
 
     graph_assets = defs.resolve_asset_graph()
     try:
-        selection = dg.AssetSelection.from_string(select) if select else dg.AssetSelection.all()
-        chosen = (selection | selection.required_multi_asset_neighbors()).resolve(graph_assets)
+        with warnings.catch_warnings():  # `group:` goes through a beta parameter of Dagster 1.13 (include_sources)
+            warnings.filterwarnings("ignore", category=dg.BetaWarning)
+            selection = dg.AssetSelection.from_string(select) if select else dg.AssetSelection.all()
+            chosen = (selection | selection.required_multi_asset_neighbors()).resolve(graph_assets)
     except Exception as exc:  # noqa: BLE001 - Dagster raises several types for a bad selection
         raise UsageError(f"--select {select!r}: {exc}") from exc
     if not chosen:
@@ -306,6 +330,11 @@ def materialize(select: str | None = None, partitions: list[str] | None = None, 
         if dg.AssetKey(name) not in chosen:
             raise UsageError(f"{name} is not in the selection {select!r}: its options apply only when it is rebuilt")
     raw_key = dg.AssetKey("raw_judgments")
+    if raw_key not in chosen and not _has_batches():
+        raise UsageError(
+            f"--select {select!r} leaves out raw_judgments, and the database holds no annotation batch yet: "
+            "run `judge-assets run` once (or add raw_judgments to the selection)"
+        )
     instance = dg.DagsterInstance.get()
     for line in recover_interrupted_runs(instance):
         print(line, flush=True)

@@ -99,6 +99,13 @@ def test_sql_answers_read_only(built):
     assert "judgments" in listing and "5754" in listing.replace(",", "")
 
 
+def test_a_selection_without_the_batches_on_an_empty_database_says_what_to_do(tmp_path):
+    out = subprocess.run(CLI + ["run", "--select", "group:votes"], env=_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1 and "Traceback" not in out.stderr and "CatalogException" not in out.stdout + out.stderr
+    assert "error: --select 'group:votes' leaves out raw_judgments, and the database holds no annotation batch yet" in out.stderr
+    assert "BetaWarning" not in out.stderr  # group: selections go through a beta Dagster parameter; not the user's concern
+
+
 def test_sql_on_a_missing_database_says_what_to_do(tmp_path):
     out = subprocess.run(CLI + ["sql", "SELECT 1"], env=_env(tmp_path), capture_output=True, text=True, timeout=120)
     assert out.returncode == 1 and "judge-assets run" in out.stderr
