@@ -184,3 +184,30 @@ def test_item_features_transform_new_rows_into_the_fitted_columns():
     assert known[:, identities].nnz == 4 and row[:, identities].nnz == 2  # the unknown model adds nothing
     assert known[:, categories].nnz == 1 and row[:, categories].nnz == 0  # nor the unknown category
     assert np.isfinite(row.toarray()).all()
+
+
+def test_generic_items_with_empty_pairwise_columns_stay_incremental(con):
+    """The generic schema's items carry model_a/model_b as NULL: a batch with no new item is no
+    reason to refit (an empty set of rows is not 'pairwise-shaped' by accident)."""
+    rng = np.random.default_rng(2)
+    good = rng.random(120) < 0.5
+    items = pd.DataFrame({
+        "item_id": [f"doc{i}" for i in range(120)],
+        **{c: pd.Series([None] * 120, dtype=object) for c in ("model_a", "model_b", "answers_a", "answers_b")},
+        "category": np.where(np.arange(120) % 3 == 0, "x", "y"),
+        "user_turns": [[("excellent helpful reply " if g else "rude useless reply ") + f"number {i}"] for i, g in enumerate(good)],
+    })
+    judgments = pd.DataFrame({"item_id": np.repeat(items["item_id"], 2), "annotator": ["h1", "h2"] * 120, "annotator_kind": "human",
+                              "label": np.repeat(np.where(good, "pass", "fail"), 2)})
+    columns = ["item_id", "model_a", "model_b", "answers_a", "answers_b", "category", "user_turns"]
+    write(con, items[:110], judgments)
+    classes = ("pass", "fail")
+    empty = pd.DataFrame(columns=["item_id", "p_pass", "p_fail", "scorer"])
+    assert refresh_model_probs(con, classes, columns, empty).mode == "refit"
+    again = refresh_model_probs(con, classes, columns, empty)
+    assert (again.mode, again.items_scored) == ("incremental", 0)
+    write(con, items, judgments)
+    batch = refresh_model_probs(con, classes, columns, empty)
+    assert (batch.mode, batch.items_scored) == ("incremental", 10)
+    new = model_probs(con).set_index("item_id").loc[items["item_id"][110:]]
+    assert ((new["p_pass"] > 0.5).to_numpy() == good[110:]).mean() >= 0.9  # scored from their text

@@ -152,8 +152,9 @@ class ItemFeatures:
         return self.fit(items).transform(items)
 
     def accepts(self, items: pd.DataFrame) -> bool:
-        """Whether ``items`` has the shape the features were fitted on (pairwise or not, same columns)."""
-        return _is_pairwise(items) == self.pairwise_ and set(self.columns_) <= set(items.columns)
+        """Whether ``items`` has the shape the features were fitted on (pairwise or not, same columns);
+        no rows always fit (they are not pairwise-looking by accident)."""
+        return set(self.columns_) <= set(items.columns) and (items.empty or _is_pairwise(items) == self.pairwise_)
 
     def transform(self, items: pd.DataFrame) -> sp.csr_matrix:
         return self._transform_pairwise(items) if self.pairwise_ else self._transform_generic(items)
