@@ -9,12 +9,12 @@ import pytest
 
 from judge_assets.core.scoring.prior import (
     MIN_PROB,
+    Tfidf,
     build_model_probs,
     classifier_prior,
-    textless_items,
     item_features,
     prior_training_labels,
-    tfidf_blocks,
+    textless_items,
 )
 
 CLASSES = ("A", "B", "tie")
@@ -252,7 +252,7 @@ def test_the_llm_prior_is_one_named_judge_or_the_panel_mean():
 
 @pytest.mark.parametrize("n_series, params", [(2, {"max_features": 50, "sublinear_tf": True, "min_df": 2}),
                                               (1, {"max_features": 30, "sublinear_tf": True})])
-def test_tfidf_blocks_equal_tfidf_vectorizer_bit_for_bit_while_skipping_empty_texts(n_series, params):
+def test_tfidf_equals_tfidf_vectorizer_bit_for_bit_while_skipping_empty_texts(n_series, params):
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     rng = np.random.default_rng(3)
@@ -260,9 +260,10 @@ def test_tfidf_blocks_equal_tfidf_vectorizer_bit_for_bit_while_skipping_empty_te
     texts = [pd.Series([" ".join(rng.choice(words, size=rng.integers(1, 12))) if rng.random() < 0.2 else "" for _ in range(400)])
              for _ in range(n_series)]
     vectorizer = TfidfVectorizer(**params).fit(pd.concat(texts))
-    for got, series in zip(tfidf_blocks(texts, **params), texts):
-        want = vectorizer.transform(series)
+    tfidf = Tfidf(**params).fit(texts)
+    for series in [*texts, pd.Series(["", "", ""])]:  # and a later series with no text at all
+        got, want = tfidf.transform(series), vectorizer.transform(series)
         assert got.shape == want.shape and (got != want).nnz == 0
         assert np.array_equal(got.indptr, want.indptr) and np.array_equal(got.data, want.data)  # empty rows count in the idf
     with pytest.raises(ValueError):
-        tfidf_blocks([pd.Series(["", ""])], **params)
+        Tfidf(**params).fit([pd.Series(["", ""])])

@@ -112,13 +112,6 @@ class Tfidf:
         return sp.csr_matrix((rows.data, rows.indices, indptr), shape=(len(series), rows.shape[1]))
 
 
-def tfidf_blocks(texts: list[pd.Series], **params) -> list[sp.csr_matrix]:
-    """TF-IDF of each series in ``texts``, shape (len(series), n_terms) each, with one vocabulary
-    and idf fitted on all of them together (:class:`Tfidf`). Raises ValueError when no term remains."""
-    tfidf = Tfidf(**params).fit(texts)
-    return [tfidf.transform(series) for series in texts]
-
-
 def _is_pairwise(items: pd.DataFrame) -> bool:
     return set(PAIRWISE_COLUMNS) <= set(items.columns) and items["model_a"].notna().all() and items["model_b"].notna().all()
 
