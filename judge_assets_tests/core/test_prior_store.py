@@ -211,3 +211,16 @@ def test_generic_items_with_empty_pairwise_columns_stay_incremental(con):
     assert (batch.mode, batch.items_scored) == ("incremental", 10)
     new = model_probs(con).set_index("item_id").loc[items["item_id"][110:]]
     assert ((new["p_pass"] > 0.5).to_numpy() == good[110:]).mean() >= 0.9  # scored from their text
+
+
+def test_new_votes_on_old_items_rescore_nothing(con):
+    """``items`` counts each item's votes; a vote is not a change of the item the classifier reads."""
+    items = pairwise_items(100).assign(n_human_votes=2, n_llm_votes=1)
+    judgments = votes_for(items)
+    columns = [*COLUMNS, "n_human_votes", "n_llm_votes"]
+    write(con, items, judgments)
+    refresh_model_probs(con, CLASSES, columns, no_llm())
+    more = judgments[judgments["annotator"] == "h1"].assign(annotator="h3")[:5]
+    write(con, items.assign(n_human_votes=lambda f: f["n_human_votes"] + f["item_id"].isin(more["item_id"])), pd.concat([judgments, more]))
+    update = refresh_model_probs(con, CLASSES, columns, no_llm())
+    assert (update.mode, update.items_scored) == ("incremental", 0)

@@ -42,7 +42,7 @@ import pandas as pd
 import sklearn
 
 from judge_assets.core.db import quote_ident, read_frame, table_columns, table_exists, transaction
-from judge_assets.core.scoring.prior import fit_prior, prior_training_labels, textless_items, uniform_prior
+from judge_assets.core.scoring.prior import VOTE_COUNT_COLUMNS, fit_prior, prior_training_labels, textless_items, uniform_prior
 
 BASE_TABLE = "model_prior_base"
 STATE_TABLE = "model_prior_state"
@@ -146,6 +146,7 @@ def refresh_model_probs(
     :func:`plan_prior` would not. All writes are one transaction: on any error nothing changes.
     """
     classes = tuple(classes)
+    columns = [c for c in columns if c not in VOTE_COUNT_COLUMNS]  # a new vote does not change the item
     types = table_columns(con, "items")
     item_types = {c: types[c] for c in columns}
     print_ = fingerprint(classes, item_types)
