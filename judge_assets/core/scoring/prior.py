@@ -67,6 +67,20 @@ def _all_text(value) -> str:
     return "\n".join(str(v) for v in value if not _missing(v))
 
 
+def _texts(values: pd.Series, text) -> pd.Series:
+    """``values.map(text)`` ("" for a missing cell or an empty list or string), calling ``text`` only
+    on the cells that hold something: at scale most items carry no text, and the Python call per
+    cell is the cost."""
+    out = pd.Series("", index=values.index, dtype=object)
+    present = values.notna().to_numpy()
+    try:
+        present &= (values.str.len() != 0).to_numpy()  # lists and strings; NaN (kept) for anything else
+    except AttributeError:  # not a column of strings or lists: map every present cell
+        pass
+    out[present] = values[present].map(text)
+    return out
+
+
 def _one_hot(values: pd.Series, uniques: pd.Index) -> sp.csr_matrix:
     """One column per value in ``uniques`` (compared as strings); other values get a zero row."""
     codes = uniques.get_indexer(values.astype(str))
@@ -154,8 +168,8 @@ class ItemFeatures:
 
     # pairwise items: model identities, lengths, category, turn, answer TF-IDF difference
     def _pairwise_numeric(self, items: pd.DataFrame) -> tuple[np.ndarray, pd.Series, pd.Series]:
-        text_a = items["answers_a"].map(_judged_text)
-        text_b = items["answers_b"].map(_judged_text)
+        text_a = _texts(items["answers_a"], _judged_text)
+        text_b = _texts(items["answers_b"], _judged_text)
         len_a = np.log1p(text_a.str.len().to_numpy(dtype=float))
         len_b = np.log1p(text_b.str.len().to_numpy(dtype=float))
         numeric = np.column_stack([len_a, len_b, len_a - len_b])
@@ -208,7 +222,7 @@ class ItemFeatures:
             is_list = not isinstance(first, str) and hasattr(first, "__len__")
             if is_list or (values.dtype == object and sample.astype(str).str.len().mean() > 30):
                 try:
-                    self.blocks_.append(("text", col, Tfidf(max_features=self.tfidf_features, sublinear_tf=True).fit([values.map(_all_text)])))
+                    self.blocks_.append(("text", col, Tfidf(max_features=self.tfidf_features, sublinear_tf=True).fit([_texts(values, _all_text)])))
                 except ValueError:
                     continue
             elif values.nunique() <= 50:
@@ -218,7 +232,7 @@ class ItemFeatures:
     def _transform_generic(self, items: pd.DataFrame) -> sp.csr_matrix:
         blocks = [sp.csr_matrix(np.ones((len(items), 1)))]
         for kind, col, part in self.blocks_:
-            blocks.append(part.transform(items[col].map(_all_text)) if kind == "text" else _one_hot(items[col], part))
+            blocks.append(part.transform(_texts(items[col], _all_text)) if kind == "text" else _one_hot(items[col], part))
         return sp.hstack(blocks, format="csr")
 
 
@@ -238,7 +252,7 @@ def textless_items(items: pd.DataFrame) -> np.ndarray:
         columns, text = [c for c in TEXT_COLUMNS if c in items.columns], _all_text
     empty = np.ones(len(items), dtype=bool)
     for column in columns:
-        empty &= items[column].map(text).eq("").to_numpy()
+        empty &= _texts(items[column], text).eq("").to_numpy()
     return empty
 
 
