@@ -179,8 +179,8 @@ class ModelProbsConfig(dg.Config):
 
     refit: bool = False
     """Refit the classifier prior on all items now. By default it is refitted only when the items new or changed
-    since the last fit reach 10% of those it was fitted on (prior_store.REFIT_GROWTH), or when the class set, the item
-    columns or the settings changed; in between, only new or changed items are scored, by the stored classifier."""
+    since the last fit, or the votes, grew 10% (prior_store.REFIT_GROWTH), or when the class set, the item columns or
+    the settings changed; in between, only new or changed items are scored, by the stored classifier."""
 
 
 @table_asset(
@@ -189,9 +189,9 @@ class ModelProbsConfig(dg.Config):
     kinds=("duckdb", "scikit-learn"),
     description="The model prior CROWDLAB consumes: p_<label> per item and the scorer it came from — the LLM judge "
     "panel's probabilities where they exist (one <judge>:<model>, or the panel mean: JUDGE_PRIOR_JUDGE), else an "
-    "out-of-fold classifier (not an LLM). The classifier is refitted when the items new or changed since its fit reach "
-    "10% of those it was fitted on (or on demand: config refit); in between a batch's new items are scored by the "
-    "stored classifier (metadata prior_mode says which, and why).",
+    "out-of-fold classifier (not an LLM). The classifier is refitted when the items new or changed since its fit, or "
+    "the votes, grew 10% (or on demand: config refit); in between a batch's new items are scored by the stored "
+    "classifier (metadata prior_mode says which, and why).",
     columns={
         "item_id": "The item (one row per item).",
         "p_A": "Prior probability that answer A is better.",
