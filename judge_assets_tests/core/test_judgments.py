@@ -168,3 +168,14 @@ def test_items_come_from_the_raw_votes_and_panel_verdicts_join_judgments(tmp_pat
     ]
     assert (summary.panel_votes, summary.panel_voters, summary.scores_only) == (1, ("pf:m",), ("likert:m",))
     assert summary.n_votes == 4 and summary.n_annotators == 3
+
+
+def test_an_items_text_is_the_newest_among_equally_long_ones(tmp_path):
+    """Two batches carry different, equally long responses for one item: the newer batch's is shown,
+    on every rebuild (not whichever row the scan meets first)."""
+    con = duckdb.connect(str(tmp_path / "db.duckdb"))
+    _ingest(con, tmp_path, "first.jsonl", [{"item_id": "x", "annotator": "h1", "label": "pass", "prompt": "2+2?", "response": "four"}])
+    _ingest(con, tmp_path, "second.jsonl", [{"item_id": "x", "annotator": "h2", "label": "pass", "prompt": "2+2?", "response": "FOUR"}])
+    for _ in range(3):
+        build_items(con)
+        assert con.execute("SELECT response FROM items").fetchall() == [(["FOUR"],)]

@@ -320,7 +320,9 @@ def build_items(con: duckdb.DuckDBPyConnection, llm_annotators: tuple[str, ...] 
     order), ``response`` (a single output), ``reference`` (reference answers per turn: MT-Bench's,
     or the generic ``reference`` column), ``criterion``, ``n_human_votes, n_llm_votes`` (raw votes;
     ``llm_annotators`` are the LLM ones), then every other column of the raw rows (e.g. a column a
-    judge template names), as text. Conversations come from the raw rows; without them the
+    judge template names), as text. Each text is the longest one the item's votes carry, the newest
+    vote's (ingested_at, batch_id, source_row) among equally long ones, so a rebuild picks the same
+    text every time. Conversations come from the raw rows; without them the
     MT-Bench question text fills ``user_turns``. Generic rows give one-element lists from their
     optional ``prompt``/``response``/``response_a``/``response_b``/``reference`` columns.
     """
@@ -350,7 +352,7 @@ def build_items(con: duckdb.DuckDBPyConnection, llm_annotators: tuple[str, ...] 
             CREATE OR REPLACE TABLE items AS
             WITH per_vote AS (
                 SELECT j.item_id, j.question_id, j.turn, j.model_a, j.model_b, j.category,
-                       list_contains(?, j.annotator) AS is_llm,
+                       list_contains(?, j.annotator) AS is_llm, (j.ingested_at, j.batch_id, j.source_row) AS newest,
                        CASE WHEN j.turn IS NULL THEN [{raw('prompt')}] ELSE coalesce({messages(conv_a, 'user')}, {question_turns}) END AS user_turns,
                        CASE WHEN j.turn IS NULL THEN [{raw('response_a')}] ELSE {messages(conv_a, 'assistant')} END AS answers_a,
                        CASE WHEN j.turn IS NULL THEN [{raw('response_b')}] ELSE {messages(conv_b, 'assistant')} END AS answers_b,
@@ -364,10 +366,10 @@ def build_items(con: duckdb.DuckDBPyConnection, llm_annotators: tuple[str, ...] 
             )
             SELECT item_id, any_value(question_id) AS question_id, any_value(turn) AS turn,
                    any_value(model_a) AS model_a, any_value(model_b) AS model_b, any_value(category) AS category,
-                   first(user_turns ORDER BY list_count(user_turns) DESC NULLS LAST) AS user_turns,
-                   first(answers_a ORDER BY list_count(answers_a) DESC NULLS LAST) AS answers_a,
-                   first(answers_b ORDER BY list_count(answers_b) DESC NULLS LAST) AS answers_b,
-                   first(response ORDER BY list_count(response) DESC NULLS LAST) AS response,
+                   first(user_turns ORDER BY list_count(user_turns) DESC NULLS LAST, newest DESC) AS user_turns,
+                   first(answers_a ORDER BY list_count(answers_a) DESC NULLS LAST, newest DESC) AS answers_a,
+                   first(answers_b ORDER BY list_count(answers_b) DESC NULLS LAST, newest DESC) AS answers_b,
+                   first(response ORDER BY list_count(response) DESC NULLS LAST, newest DESC) AS response,
                    any_value(reference) AS reference, any_value(criterion) AS criterion,
                    count(*) FILTER (WHERE NOT is_llm) AS n_human_votes,
                    count(*) FILTER (WHERE is_llm) AS n_llm_votes {extra_item}
