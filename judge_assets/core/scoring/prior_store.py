@@ -167,8 +167,8 @@ def refresh_model_probs(
         if not model.accepts(new.drop(columns="item_hash")):
             plan = PriorPlan(True, "new items are not of the shape the classifier was fitted on (e.g. pairwise items without both models)")
     if plan.refit:
-        items = read_frame(con, f"SELECT {select} FROM items ORDER BY item_id")
-        hashes = con.execute(f"SELECT {row_hash} AS item_hash FROM items ORDER BY item_id").fetchnumpy()["item_hash"]
+        items = read_frame(con, f"SELECT {select}, {row_hash} AS item_hash FROM items ORDER BY item_id")
+        hashes = items.pop("item_hash").to_numpy()
         judgments = read_frame(con, "SELECT item_id, annotator, annotator_kind, label FROM judgments")
         labels = prior_training_labels(judgments, classes)
         labels = labels[labels.index.isin(items["item_id"])]
