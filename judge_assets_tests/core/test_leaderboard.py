@@ -159,6 +159,33 @@ def test_mt_bench_count_bootstrap_matches_per_vote_resampling():
     np.testing.assert_allclose(fit.ci_high_ - fit.ci_low_, per_vote_width, rtol=0.12)
 
 
+def test_newton_fit_reaches_the_optimum_scipy_finds_even_for_a_model_that_never_loses():
+    """Each row of the batched Newton fit is the penalized maximum likelihood scipy's L-BFGS finds
+    for that row alone, including a perfect record (only the ridge keeps it finite) and ties."""
+    from scipy.optimize import minimize
+
+    first, second = np.array([0, 0, 0, 1, 1, 2, 0]), np.array([1, 2, 3, 2, 3, 3, 1])
+    rng = np.random.default_rng(3)
+    n = rng.integers(1, 40, size=(5, len(first))).astype(float)
+    w = np.floor(n * rng.uniform(0.1, 0.9, size=n.shape))
+    w[0, first == 0] = n[0, first == 0]  # model 0 wins every comparison in fit 0
+    w[1, -1] = n[1, -1] / 2  # half a win each: ties
+    design = np.zeros((len(first), 4))
+    design[np.arange(len(first)), first], design[np.arange(len(first)), second] = 1.0, -1.0
+
+    def objective(r, n_row, w_row):
+        d = design @ r
+        value = (w_row * np.logaddexp(0, -d) + (n_row - w_row) * np.logaddexp(0, d)).sum() + 0.005 * r @ r
+        return value, design.T @ (n_row / (1 + np.exp(-d)) - w_row) + 0.01 * r
+
+    fitted = fit_log_strengths(n, w, first, second, 4, 0.01)
+    for row in range(len(n)):
+        ref = minimize(objective, np.zeros(4), args=(n[row], w[row]), jac=True, method="L-BFGS-B",
+                       options={"ftol": 1e-15, "gtol": 1e-11, "maxiter": 10_000}).x
+        np.testing.assert_allclose(fitted[row], ref - ref.mean(), atol=1e-5)
+    assert fitted[0, 0] > 3  # the unbeaten model is far ahead, and finite
+
+
 def test_model_leaderboard_three_sources_side_by_side():
     consensus, judgments = sources_frames()
     board = model_leaderboard(counts_of(consensus, judgments), n_bootstrap=200)

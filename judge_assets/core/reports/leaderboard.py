@@ -14,8 +14,8 @@ are percentile bootstrap intervals: the comparisons are resampled with replaceme
 a multinomial draw of n over the distinct (pair, outcome) cells with their observed shares, so the
 fit never sees single votes: DuckDB counts the comparisons per cell (:func:`comparison_counts`)
 and the bootstrap draws the cell counts, which costs the same at 5K or 10M votes. All resamples
-are fitted together as one separable problem with ``scipy.optimize.minimize`` (L-BFGS-B,
-analytic gradient).
+are fitted at once by Newton's method, each resample its own small M×M system per step
+(:func:`fit_log_strengths`).
 
 On a **pairwise ordinal scale** (``JUDGE_LABELS=1..8`` with ``JUDGE_SCALE_ENDS``) a rating is
 mapped to an outcome by :meth:`judge_assets.core.scales.OrdinalScale.outcome`, twice: without
@@ -31,7 +31,7 @@ from __future__ import annotations
 import duckdb
 import numpy as np
 import pandas as pd
-from scipy.optimize import minimize
+import scipy.sparse as sp
 
 from judge_assets.core.db import table_columns, table_exists
 from judge_assets.core.labels import stored_label_set
@@ -42,25 +42,21 @@ ELO_SCALE = 400.0 / np.log(10.0)
 SOURCES = ("consensus", "human", "llm")
 
 
-def _neg_log_likelihood(flat: np.ndarray, n: np.ndarray, w: np.ndarray, design: np.ndarray, l2: float, norm: float):
-    """Objective and gradient for ``B`` independent fits at once.
-
-    ``flat``: shape (B * M,) log-strengths; ``n``, ``w``: shape (B, C) comparisons and wins of
-    the cell's first model; ``design``: shape (C, M), +1 at the first and -1 at the second
-    model of each cell. Divided by ``norm`` (comparisons per fit) to keep it well scaled.
-    """
-    strengths = flat.reshape(n.shape[0], design.shape[1])
+def _objective(strengths: np.ndarray, n: np.ndarray, w: np.ndarray, design: np.ndarray, l2: float) -> np.ndarray:
+    """Penalized negative log-likelihood of each fit, shape (B,), for ``strengths`` shape (B, M)."""
     diff = strengths @ design.T
     # -log sigmoid(d) = logaddexp(0, -d); -log(1 - sigmoid(d)) = logaddexp(0, d)
-    loss = (w * np.logaddexp(0.0, -diff) + (n - w) * np.logaddexp(0.0, diff)).sum()
-    loss += 0.5 * l2 * np.square(strengths).sum()
-    grad_diff = n / (1.0 + np.exp(-diff)) - w
-    grad = grad_diff @ design + l2 * strengths
-    return loss / norm, grad.ravel() / norm
+    return (w * np.logaddexp(0.0, -diff) + (n - w) * np.logaddexp(0.0, diff)).sum(axis=1) + 0.5 * l2 * np.square(strengths).sum(axis=1)
 
 
-def fit_log_strengths(n: np.ndarray, w: np.ndarray, first: np.ndarray, second: np.ndarray, n_models: int, l2: float) -> np.ndarray:
-    """Bradley-Terry log-strengths for each row of ``n``/``w``.
+def fit_log_strengths(n: np.ndarray, w: np.ndarray, first: np.ndarray, second: np.ndarray, n_models: int, l2: float,
+                      *, tol: float = 1e-10, max_iter: int = 100) -> np.ndarray:
+    """Bradley-Terry log-strengths for each row of ``n``/``w``: B independent fits by Newton's method.
+
+    The penalized log-likelihood is strictly concave, so every fit has one optimum; each Newton
+    step solves the fit's own M×M system (gradient and Hessian from the C cells), halving the step
+    of a fit whose objective would rise. It stops when no strength moves by more than ``tol``
+    (about 6 iterations on MT-Bench). Memory is O(B·(C + M²)).
 
     Parameters
     ----------
@@ -72,26 +68,44 @@ def fit_log_strengths(n: np.ndarray, w: np.ndarray, first: np.ndarray, second: n
     n_models : int
         M, the number of models.
     l2 : float
-        Ridge penalty in comparison units.
+        Ridge penalty in comparison units (positive: it keeps the Hessian invertible).
 
     Returns
     -------
     np.ndarray, shape (B, M)
         Natural-log strengths, mean zero per row.
     """
-    design = np.zeros((len(first), n_models))
-    design[np.arange(len(first)), first] = 1.0
-    design[np.arange(len(first)), second] = -1.0
-    norm = max(float(n.sum(axis=1).max()), 1.0)
-    result = minimize(
-        _neg_log_likelihood,
-        np.zeros(n.shape[0] * n_models),
-        args=(n, w, design, l2, norm),
-        jac=True,
-        method="L-BFGS-B",
-        options={"maxiter": 10_000, "ftol": 1e-14, "gtol": 1e-9},
-    )
-    strengths = result.x.reshape(n.shape[0], n_models)
+    n_cells = len(first)
+    cells = np.arange(n_cells)
+    design = np.zeros((n_cells, n_models))
+    design[cells, first] = 1.0
+    design[cells, second] = -1.0
+    # A cell's curvature h adds h·(e_first − e_second)(e_first − e_second)ᵀ to the Hessian: a
+    # sparse (C, M²) scatter from per-cell curvatures to the flattened M×M matrix.
+    scatter = sp.csr_matrix((
+        np.tile([1.0, 1.0, -1.0, -1.0], n_cells),
+        (np.repeat(cells, 4), np.column_stack([first * n_models + first, second * n_models + second,
+                                               first * n_models + second, second * n_models + first]).ravel()),
+    ), shape=(n_cells, n_models * n_models))
+    ridge = l2 * np.eye(n_models)
+    strengths = np.zeros((n.shape[0], n_models))
+    current = _objective(strengths, n, w, design, l2)
+    for _ in range(max_iter):
+        p = 0.5 * (1.0 + np.tanh(0.5 * (strengths @ design.T)))  # sigmoid, without overflow
+        grad = (n * p - w) @ design + l2 * strengths
+        hess = (scatter.T @ (n * p * (1.0 - p)).T).T.reshape(-1, n_models, n_models) + ridge
+        step = np.linalg.solve(hess, grad[..., None])[..., 0]
+        scale = np.ones(len(step))
+        for _ in range(50):
+            trial = strengths - scale[:, None] * step
+            value = _objective(trial, n, w, design, l2)
+            worse = value > current + 1e-12 * np.abs(current)
+            if not worse.any():
+                break
+            scale = np.where(worse, scale / 2.0, scale)
+        strengths, current = trial, value
+        if np.abs(scale[:, None] * step).max() <= tol:
+            break
     return strengths - strengths.mean(axis=1, keepdims=True)
 
 
