@@ -21,16 +21,18 @@ import hashlib
 import json
 import logging
 from datetime import datetime, timezone
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import duckdb
-import openai
 
 from .cache import CacheWriter
 from .config import JudgeConfig
 from .faults import Breaker, EndpointError, error_code, redact, status_failure, with_retries
 from .protocol import MalformedResponse, Request, Result, parse_completion
 from .stats import ScoringStats
+
+if TYPE_CHECKING:
+    import openai
 
 log = logging.getLogger(__name__)
 

@@ -13,16 +13,17 @@ import asyncio
 import logging
 import time
 from fnmatch import fnmatchcase
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
-
-import openai
 
 from .cache import CacheWriter
 from .config import JudgeConfig
 from .faults import Breaker, EndpointError, Failure, classify, redact, with_retries
 from .protocol import Request, Result, parse_completion
 from .stats import ScoringStats
+
+if TYPE_CHECKING:
+    import openai
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,8 @@ def make_client(config: JudgeConfig) -> openai.AsyncOpenAI:
     A query string on ``base_url`` (e.g. ``?api-version=…``) is sent with every request: the
     SDK would otherwise glue the request path onto it.
     """
+    import openai  # imported on use: loading the graph without scoring does not pay for the SDK
+
     parts = urlsplit(config.base_url)
     # Local servers (vLLM, Ollama, llama.cpp) accept any key; the SDK refuses an empty one.
     return openai.AsyncOpenAI(

@@ -36,8 +36,6 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-import openai
-
 from .config import JudgeConfig
 from .protocol import MalformedResponse
 
@@ -215,6 +213,8 @@ def _innermost(exc: BaseException) -> BaseException:
 
 def classify(exc: BaseException, config: JudgeConfig) -> Failure | None:
     """Failure for a known API/transport error, None for anything else (a bug)."""
+    import openai  # imported on use: loading the graph without scoring does not pay for the SDK
+
     secrets = config.secrets
     if isinstance(exc, openai.APITimeoutError):
         return Failure("timeout", f"no answer within {config.timeout:g} s", True, endpoint_fault=True)
