@@ -343,8 +343,11 @@ def assertion_report_history(context: dg.AssetExecutionContext, config: Alignmen
         "grading_batches": int(history["batch_number"].max()) if len(history) else 0,
         "drift": ", ".join(f"{c} at batch {b}" for c, b in drifting.itertuples(index=False)) or "none",
         "drift_margin": config.drift_margin,
-        "plot": plot_metadata(plot_alignment_history(history)),
     })
+    if len(history):
+        metadata["plot"] = plot_metadata(plot_alignment_history(history))
+    else:  # no plot to look at (and no plotting library to load in every ingest of data without grades)
+        metadata["note"] = dg.MetadataValue.text("no history yet: it needs grades and assertion verdicts (see assertion_verdicts)")
     return dg.MaterializeResult(metadata=metadata)
 
 

@@ -177,6 +177,8 @@ def test_no_criteria_file_materializes_empty_tables_with_a_note(db, tmp_path):
     note = result.asset_materializations_for_node("assertion_verdicts")[0].metadata["note"].value
     assert "no criteria file at" in note and "JUDGE_CRITERIA_FILE" in note
     assert _query(db, "SELECT count(*) AS n FROM assertion_report")["n"][0] == 0
+    history = result.asset_materializations_for_node("assertion_report_history")[0].metadata
+    assert "plot" not in history and history["note"].value.startswith("no history yet")
 
 
 def test_llm_assertions_use_the_single_output_judge_with_the_criterion_as_its_criterion(db, tmp_path, fake_openai, monkeypatch):
