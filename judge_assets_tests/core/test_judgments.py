@@ -179,3 +179,16 @@ def test_an_items_text_is_the_newest_among_equally_long_ones(tmp_path):
     for _ in range(3):
         build_items(con)
         assert con.execute("SELECT response FROM items").fetchall() == [(["FOUR"],)]
+
+
+def test_an_items_other_columns_are_the_newest_votes_non_null_values(tmp_path):
+    """Votes of one item that disagree on its category, reference, criterion or an extra column:
+    the item shows the newest vote's value, and an older one where the newest vote has none."""
+    con = duckdb.connect(str(tmp_path / "db.duckdb"))
+    old = {"item_id": "x", "label": "pass", "response": "four", "category": "math", "reference": "4", "criterion": "correct", "source_url": "a"}
+    _ingest(con, tmp_path, "first.jsonl", [{**old, "annotator": "h1"}])
+    _ingest(con, tmp_path, "second.jsonl", [{**old, "annotator": "h2", "category": "arithmetic", "reference": "four", "source_url": None}])
+    for _ in range(3):
+        build_items(con)
+        row = con.execute("SELECT category, reference, criterion, source_url FROM items").fetchall()
+        assert row == [("arithmetic", ["four"], "correct", "a")]

@@ -321,8 +321,9 @@ def build_items(con: duckdb.DuckDBPyConnection, llm_annotators: tuple[str, ...] 
     or the generic ``reference`` column), ``criterion``, ``n_human_votes, n_llm_votes`` (raw votes;
     ``llm_annotators`` are the LLM ones), then every other column of the raw rows (e.g. a column a
     judge template names), as text. Each text is the longest one the item's votes carry, the newest
-    vote's (ingested_at, batch_id, source_row) among equally long ones, so a rebuild picks the same
-    text every time. Conversations come from the raw rows; without them the
+    vote's (ingested_at, batch_id, source_row) among equally long ones; every other column is the
+    newest vote's non-NULL value. So a rebuild picks the same values every time, however the votes
+    disagree. Conversations come from the raw rows; without them the
     MT-Bench question text fills ``user_turns``. Generic rows give one-element lists from their
     optional ``prompt``/``response``/``response_a``/``response_b``/``reference`` columns.
     """
@@ -345,7 +346,7 @@ def build_items(con: duckdb.DuckDBPyConnection, llm_annotators: tuple[str, ...] 
     join_q = f"LEFT JOIN {QUESTIONS_TABLE} q ON q.question_id = j.question_id" if has_questions else ""
     extras = sorted(c for c in cols if c not in NOT_ITEM_COLUMNS)
     extra_per_vote = "".join(f", CAST(r.{quote_ident(c)} AS VARCHAR) AS {quote_ident(c)}" for c in extras)
-    extra_item = "".join(f", any_value({quote_ident(c)}) AS {quote_ident(c)}" for c in extras)
+    extra_item = "".join(f", arg_max({quote_ident(c)}, newest) AS {quote_ident(c)}" for c in extras)
     with transaction(con):
         con.execute(
             f"""
@@ -364,13 +365,13 @@ def build_items(con: duckdb.DuckDBPyConnection, llm_annotators: tuple[str, ...] 
                 {join_q}
                 WHERE j.vote_rank = 1
             )
-            SELECT item_id, any_value(question_id) AS question_id, any_value(turn) AS turn,
-                   any_value(model_a) AS model_a, any_value(model_b) AS model_b, any_value(category) AS category,
+            SELECT item_id, arg_max(question_id, newest) AS question_id, arg_max(turn, newest) AS turn,
+                   arg_max(model_a, newest) AS model_a, arg_max(model_b, newest) AS model_b, arg_max(category, newest) AS category,
                    first(user_turns ORDER BY list_count(user_turns) DESC NULLS LAST, newest DESC) AS user_turns,
                    first(answers_a ORDER BY list_count(answers_a) DESC NULLS LAST, newest DESC) AS answers_a,
                    first(answers_b ORDER BY list_count(answers_b) DESC NULLS LAST, newest DESC) AS answers_b,
                    first(response ORDER BY list_count(response) DESC NULLS LAST, newest DESC) AS response,
-                   any_value(reference) AS reference, any_value(criterion) AS criterion,
+                   arg_max(reference, newest) AS reference, arg_max(criterion, newest) AS criterion,
                    count(*) FILTER (WHERE NOT is_llm) AS n_human_votes,
                    count(*) FILTER (WHERE is_llm) AS n_llm_votes {extra_item}
             FROM per_vote
