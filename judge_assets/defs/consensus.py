@@ -229,12 +229,13 @@ def consensus_label_coverage(duckdb: JudgeDuckDBResource) -> dg.AssetCheckResult
 def consensus_labels_valid(duckdb: JudgeDuckDBResource) -> dg.AssetCheckResult:
     with duckdb.get_connection() as con:
         classes = stored_label_set(con).labels
-        consensus = con.execute("SELECT * FROM consensus_labels").df()
-    label_cols = ["consensus_label", "majority_vote_label", "dawid_skene_label"]
+        label_cols = ["consensus_label", "majority_vote_label", "dawid_skene_label"]
+        score_cols = ["consensus_quality_score", "annotator_agreement"]
+        consensus = con.execute(f"SELECT item_id, {', '.join(label_cols + score_cols)} FROM consensus_labels").df()
     result = combine(
         "consensus_labels",
         validate_label_domain({"consensus_labels": (consensus, "item_id", label_cols)}, classes),
-        validate_scores({"consensus_labels": (consensus, "item_id", ["consensus_quality_score", "annotator_agreement"])}),
+        validate_scores({"consensus_labels": (consensus, "item_id", score_cols)}),
     )
     return asset_check_result(result)
 
