@@ -320,10 +320,10 @@ def build_items(con: duckdb.DuckDBPyConnection, llm_annotators: tuple[str, ...] 
     order), ``response`` (a single output), ``reference`` (reference answers per turn: MT-Bench's,
     or the generic ``reference`` column), ``criterion``, ``n_human_votes, n_llm_votes`` (raw votes;
     ``llm_annotators`` are the LLM ones), then every other column of the raw rows (e.g. a column a
-    judge template names), as text. Each text is the longest one the item's votes carry, the newest
-    vote's (ingested_at, batch_id, source_row) among equally long ones; every other column is the
-    newest vote's non-NULL value. So a rebuild picks the same values every time, however the votes
-    disagree. Conversations come from the raw rows; without them the
+    judge template names), as text. Each text (user turns, answers, response, reference) is the
+    longest one the item's votes carry, the newest vote's (ingested_at, batch_id, source_row) among
+    equally long ones; every other column is the newest vote's non-NULL value. So a rebuild picks
+    the same values every time, however the votes disagree. Conversations come from the raw rows; without them the
     MT-Bench question text fills ``user_turns``. Generic rows give one-element lists from their
     optional ``prompt``/``response``/``response_a``/``response_b``/``reference`` columns.
     """
@@ -351,9 +351,13 @@ def build_items(con: duckdb.DuckDBPyConnection, llm_annotators: tuple[str, ...] 
         con.execute(
             f"""
             CREATE OR REPLACE TABLE items AS
-            WITH per_vote AS (
+            WITH batch_order AS (  -- (ingested_at, batch_id, source_row) order as one BIGINT: cheap to aggregate on
+                SELECT batch_id, ingested_at, row_number() OVER (ORDER BY ingested_at, batch_id) AS batch_rank
+                FROM (SELECT DISTINCT batch_id, ingested_at FROM {RAW_TABLE})
+            ),
+            per_vote AS (
                 SELECT j.item_id, j.question_id, j.turn, j.model_a, j.model_b, j.category,
-                       list_contains(?, j.annotator) AS is_llm, (j.ingested_at, j.batch_id, j.source_row) AS newest,
+                       list_contains(?, j.annotator) AS is_llm, (b.batch_rank << 32) | j.source_row AS newest,
                        CASE WHEN j.turn IS NULL THEN [{raw('prompt')}] ELSE coalesce({messages(conv_a, 'user')}, {question_turns}) END AS user_turns,
                        CASE WHEN j.turn IS NULL THEN [{raw('response_a')}] ELSE {messages(conv_a, 'assistant')} END AS answers_a,
                        CASE WHEN j.turn IS NULL THEN [{raw('response_b')}] ELSE {messages(conv_b, 'assistant')} END AS answers_b,
@@ -362,6 +366,7 @@ def build_items(con: duckdb.DuckDBPyConnection, llm_annotators: tuple[str, ...] 
                        {raw('criterion')} AS criterion {extra_per_vote}
                 FROM ({canonical_votes_sql(con)}) j
                 JOIN {RAW_TABLE} r ON r.batch_id = j.batch_id AND r.source_row = j.source_row
+                JOIN batch_order b ON b.batch_id = j.batch_id AND b.ingested_at = j.ingested_at
                 {join_q}
                 WHERE j.vote_rank = 1
             )
@@ -371,7 +376,8 @@ def build_items(con: duckdb.DuckDBPyConnection, llm_annotators: tuple[str, ...] 
                    first(answers_a ORDER BY list_count(answers_a) DESC NULLS LAST, newest DESC) AS answers_a,
                    first(answers_b ORDER BY list_count(answers_b) DESC NULLS LAST, newest DESC) AS answers_b,
                    first(response ORDER BY list_count(response) DESC NULLS LAST, newest DESC) AS response,
-                   arg_max(reference, newest) AS reference, arg_max(criterion, newest) AS criterion,
+                   first(reference ORDER BY list_count(reference) DESC NULLS LAST, newest DESC) AS reference,
+                   arg_max(criterion, newest) AS criterion,
                    count(*) FILTER (WHERE NOT is_llm) AS n_human_votes,
                    count(*) FILTER (WHERE is_llm) AS n_llm_votes {extra_item}
             FROM per_vote
