@@ -572,7 +572,9 @@ def main() -> None:
         everything["new"][size] = _as_dict(new)
         run_old = args.baseline == "rev" and list(SIZES).index(size) <= list(SIZES).index(args.baseline_max)
         if size in reuse:
-            old, old_label = reuse[size], earlier["baseline_label"].get(size, f"commit {BASELINE_REV}") + " (earlier run of this script)"
+            old, old_label = reuse[size], earlier["baseline_label"].get(size, f"commit {BASELINE_REV}")
+            if "(earlier run of this script)" not in old_label:  # a reused label says so once, however often reused
+                old_label += " (earlier run of this script)"
         elif run_old:
             if baseline_src is None:
                 baseline_src = args.workdir / f"baseline-{BASELINE_REV}"
