@@ -120,7 +120,9 @@ def canonical_votes_sql(con: duckdb.DuckDBPyConnection) -> str:
     """The SELECT of every raw vote in canonical form, ranked for the duplicate rule.
 
     Columns: ``item_id, annotator, label, question_id, turn, model_a, model_b, category,
-    batch_id, source_row, ingested_at, flipped, vote_rank`` (1 = the vote that counts). Pairwise
+    batch_id, source_row, ingested_at, flipped, vote_order, vote_rank``: ``vote_order`` orders the
+    votes from first to last (``ingested_at``, batch id, row of the file, as one BIGINT), and
+    ``vote_rank`` 1 is the vote that counts, the last of its annotator on its item. Pairwise
     rows get the item key, the canonical model order and the flipped winner; generic rows keep
     their ``item_id``. Rows without a usable label (NULL, unknown winner) are left out.
     """
@@ -159,11 +161,14 @@ def canonical_votes_sql(con: duckdb.DuckDBPyConnection) -> str:
             WHERE r.label IS NOT NULL"""
         )
     union = " UNION ALL ".join(parts)
+    # (ingested_at, batch_id, source_row) as one BIGINT, the batch's rank in the high bits: cheap to sort and aggregate on
+    batch_rank = (f"(SELECT batch_id, ingested_at, row_number() OVER (ORDER BY ingested_at, batch_id) AS batch_rank "
+                  f"FROM (SELECT DISTINCT batch_id, ingested_at FROM {RAW_TABLE}))")
     return f"""
-        SELECT *, row_number() OVER (
-                   PARTITION BY item_id, annotator
-                   ORDER BY ingested_at DESC, batch_id DESC, source_row DESC) AS vote_rank
-        FROM ({union}) WHERE label IS NOT NULL"""
+        SELECT *, row_number() OVER (PARTITION BY item_id, annotator ORDER BY vote_order DESC) AS vote_rank
+        FROM (SELECT v.*, (b.batch_rank << 32) | v.source_row AS vote_order
+              FROM ({union}) v JOIN {batch_rank} b USING (batch_id, ingested_at)
+              WHERE v.label IS NOT NULL)"""
 
 
 def build_judgments(
@@ -346,18 +351,14 @@ def build_items(con: duckdb.DuckDBPyConnection, llm_annotators: tuple[str, ...] 
     join_q = f"LEFT JOIN {QUESTIONS_TABLE} q ON q.question_id = j.question_id" if has_questions else ""
     extras = sorted(c for c in cols if c not in NOT_ITEM_COLUMNS)
     extra_per_vote = "".join(f", CAST(r.{quote_ident(c)} AS VARCHAR) AS {quote_ident(c)}" for c in extras)
-    extra_item = "".join(f", arg_max({quote_ident(c)}, newest) AS {quote_ident(c)}" for c in extras)
+    extra_item = "".join(f", arg_max({quote_ident(c)}, vote_order) AS {quote_ident(c)}" for c in extras)
     with transaction(con):
         con.execute(
             f"""
             CREATE OR REPLACE TABLE items AS
-            WITH batch_order AS (  -- (ingested_at, batch_id, source_row) order as one BIGINT: cheap to aggregate on
-                SELECT batch_id, ingested_at, row_number() OVER (ORDER BY ingested_at, batch_id) AS batch_rank
-                FROM (SELECT DISTINCT batch_id, ingested_at FROM {RAW_TABLE})
-            ),
-            per_vote AS (
+            WITH per_vote AS (
                 SELECT j.item_id, j.question_id, j.turn, j.model_a, j.model_b, j.category,
-                       list_contains(?, j.annotator) AS is_llm, (b.batch_rank << 32) | j.source_row AS newest,
+                       list_contains(?, j.annotator) AS is_llm, j.vote_order,
                        CASE WHEN j.turn IS NULL THEN [{raw('prompt')}] ELSE coalesce({messages(conv_a, 'user')}, {question_turns}) END AS user_turns,
                        CASE WHEN j.turn IS NULL THEN [{raw('response_a')}] ELSE {messages(conv_a, 'assistant')} END AS answers_a,
                        CASE WHEN j.turn IS NULL THEN [{raw('response_b')}] ELSE {messages(conv_b, 'assistant')} END AS answers_b,
@@ -366,18 +367,17 @@ def build_items(con: duckdb.DuckDBPyConnection, llm_annotators: tuple[str, ...] 
                        {raw('criterion')} AS criterion {extra_per_vote}
                 FROM ({canonical_votes_sql(con)}) j
                 JOIN {RAW_TABLE} r ON r.batch_id = j.batch_id AND r.source_row = j.source_row
-                JOIN batch_order b ON b.batch_id = j.batch_id AND b.ingested_at = j.ingested_at
                 {join_q}
                 WHERE j.vote_rank = 1
             )
-            SELECT item_id, arg_max(question_id, newest) AS question_id, arg_max(turn, newest) AS turn,
-                   arg_max(model_a, newest) AS model_a, arg_max(model_b, newest) AS model_b, arg_max(category, newest) AS category,
-                   first(user_turns ORDER BY list_count(user_turns) DESC NULLS LAST, newest DESC) AS user_turns,
-                   first(answers_a ORDER BY list_count(answers_a) DESC NULLS LAST, newest DESC) AS answers_a,
-                   first(answers_b ORDER BY list_count(answers_b) DESC NULLS LAST, newest DESC) AS answers_b,
-                   first(response ORDER BY list_count(response) DESC NULLS LAST, newest DESC) AS response,
-                   first(reference ORDER BY list_count(reference) DESC NULLS LAST, newest DESC) AS reference,
-                   arg_max(criterion, newest) AS criterion,
+            SELECT item_id, arg_max(question_id, vote_order) AS question_id, arg_max(turn, vote_order) AS turn,
+                   arg_max(model_a, vote_order) AS model_a, arg_max(model_b, vote_order) AS model_b, arg_max(category, vote_order) AS category,
+                   first(user_turns ORDER BY list_count(user_turns) DESC NULLS LAST, vote_order DESC) AS user_turns,
+                   first(answers_a ORDER BY list_count(answers_a) DESC NULLS LAST, vote_order DESC) AS answers_a,
+                   first(answers_b ORDER BY list_count(answers_b) DESC NULLS LAST, vote_order DESC) AS answers_b,
+                   first(response ORDER BY list_count(response) DESC NULLS LAST, vote_order DESC) AS response,
+                   first(reference ORDER BY list_count(reference) DESC NULLS LAST, vote_order DESC) AS reference,
+                   arg_max(criterion, vote_order) AS criterion,
                    count(*) FILTER (WHERE NOT is_llm) AS n_human_votes,
                    count(*) FILTER (WHERE is_llm) AS n_llm_votes {extra_item}
             FROM per_vote
